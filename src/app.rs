@@ -1,0 +1,145 @@
+//! Wiring only: builds the parts from a validated config and runs them until shutdown. Tests call
+//! [`run`] with listeners bound to port 0, so they exercise exactly what the binary runs.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{BackendSettings, Pool};
+use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
+use crate::command::CommandTable;
+use crate::config::Config;
+use crate::frontend::{self, Frontend, SessionSettings};
+use crate::metrics::http::HealthSource;
+use crate::metrics::Metrics;
+use crate::protocol::Limits;
+use crate::route::Router;
+
+struct Readiness(Arc<Router>);
+
+impl HealthSource for Readiness {
+    fn ready(&self) -> bool {
+        self.0.is_ready()
+    }
+}
+
+pub fn limits(config: &Config) -> Limits {
+    let p = &config.protocol;
+    Limits {
+        max_bulk_len: p.max_bulk_len,
+        max_array_len: p.max_array_len,
+        max_inline_len: p.max_inline_len,
+        max_depth: p.max_depth,
+        max_frame_len: p.max_frame_len,
+    }
+}
+
+/// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let limits = limits(&config);
+    let metrics = Arc::new(Metrics::new());
+    let b = &config.backend;
+    let pool = Pool::new(
+        BackendSettings {
+            connections_per_node: b.connections_per_node,
+            max_inflight: b.max_inflight_per_connection,
+            connect_timeout: b.connect_timeout(),
+            op_timeout: b.op_timeout(),
+            reconnect_backoff_min: b.reconnect_backoff_min(),
+            reconnect_backoff_max: b.reconnect_backoff_max(),
+            limits,
+        },
+        metrics.clone(),
+    );
+    let trigger = RefreshTrigger::default();
+    let router = Arc::new(Router::new(
+        pool,
+        trigger.clone(),
+        config.topology.max_redirects,
+        metrics.clone(),
+    ));
+    let stop = CancellationToken::new();
+    let refresh_settings = RefreshSettings {
+        interval: config.topology.refresh_interval(),
+        min_interval: config.topology.min_refresh_interval(),
+        connect_timeout: b.connect_timeout(),
+        query_timeout: b.op_timeout(),
+        limits,
+    };
+    let seeds: Vec<NodeAddr> = config
+        .seeds
+        .iter()
+        .map(|s| NodeAddr::from(s.as_str()))
+        .collect();
+    tokio::spawn(refresh::run(
+        seeds,
+        router.clone() as Arc<dyn TopologySink>,
+        trigger,
+        refresh_settings.clone(),
+        stop.clone().cancelled_owned(),
+    ));
+    tokio::spawn(learn_commands(
+        router.clone(),
+        refresh_settings,
+        stop.clone(),
+    ));
+    if let Some(l) = metrics_listener {
+        tokio::spawn(crate::metrics::http::serve(
+            l,
+            metrics.clone(),
+            Arc::new(Readiness(router.clone())),
+            stop.clone().cancelled_owned(),
+        ));
+    }
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let fe = Arc::new(Frontend::new(
+        router,
+        metrics,
+        SessionSettings {
+            max_pipeline: config.client.max_pipeline,
+            max_clients: config.max_clients,
+            idle_timeout: config.client.idle_timeout(),
+            limits,
+            port,
+        },
+    ));
+    tracing::info!(listen = %config.listen, port, "slotgate serving");
+    frontend::serve(listener, fe, shutdown).await;
+    stop.cancel();
+}
+
+/// Learns key positions of commands the builtin table lacks (modules, newer servers) from a
+/// master's `COMMAND` reply, once the cluster is reachable. Until then the builtin table serves.
+async fn learn_commands(router: Arc<Router>, s: RefreshSettings, stop: CancellationToken) {
+    loop {
+        let master = router
+            .topology()
+            .shards()
+            .first()
+            .map(|sh| sh.master.clone());
+        if let Some(addr) = master {
+            match refresh::query(&addr, &[b"COMMAND"], &s).await {
+                Ok(reply) => {
+                    let mut table = CommandTable::builtin();
+                    let learned = table.learn(&reply);
+                    router.set_commands(table);
+                    tracing::info!(node = %addr, learned, "learned commands from the cluster");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "COMMAND query failed; will retry"),
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

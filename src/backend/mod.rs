@@ -1,0 +1,13 @@
+//! Connections to cluster nodes: pipelined, multiplexed across all clients, re-established with
+//! backoff. Knows nothing about slots; `route` decides where a request goes.
+
+mod conn;
+mod error;
+mod node;
+mod pool;
+mod settings;
+
+pub use error::BackendError;
+pub use node::Node;
+pub use pool::Pool;
+pub use settings::BackendSettings;

@@ -1,0 +1,50 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::node::Node;
+use super::settings::BackendSettings;
+use crate::cluster::NodeAddr;
+use crate::metrics::Metrics;
+
+/// Every node the proxy talks to, by address. Consulted only when the slot map changes or a
+/// redirect names a node, never per request, so a plain mutex (never held across an await) is fine.
+pub struct Pool {
+    nodes: Mutex<HashMap<NodeAddr, Arc<Node>>>,
+    settings: Arc<BackendSettings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    pub fn new(settings: BackendSettings, metrics: Arc<Metrics>) -> Pool {
+        Pool {
+            nodes: Mutex::new(HashMap::new()),
+            settings: Arc::new(settings),
+            metrics,
+        }
+    }
+
+    /// The node at `addr`, connecting to it on first use.
+    pub fn node(&self, addr: &NodeAddr) -> Arc<Node> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .entry(addr.clone())
+            .or_insert_with(|| {
+                Arc::new(Node::connect(
+                    addr.clone(),
+                    self.settings.clone(),
+                    self.metrics.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Forgets nodes not in `keep`. Their connections close once the last request using them is done.
+    pub fn retain(&self, keep: &[NodeAddr]) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.retain(|addr, _| keep.contains(addr));
+    }
+
+    pub fn settings(&self) -> &BackendSettings {
+        &self.settings
+    }
+}

@@ -1,0 +1,16 @@
+use std::time::Duration;
+
+use crate::protocol::Limits;
+
+/// Backend knobs, resolved from the config once so the data path reads plain values.
+#[derive(Clone, Debug)]
+pub struct BackendSettings {
+    pub connections_per_node: usize,
+    /// Bound on requests queued or awaiting a reply on one connection: the backpressure point.
+    pub max_inflight: usize,
+    pub connect_timeout: Duration,
+    pub op_timeout: Duration,
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+    pub limits: Limits,
+}

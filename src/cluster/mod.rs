@@ -1,0 +1,11 @@
+//! Which master serves which slot: the slot function, the immutable snapshot, and the refresher
+//! that keeps it current. Only `refresh` does I/O.
+
+pub mod discover;
+pub mod refresh;
+pub mod slot;
+pub mod topology;
+
+pub use refresh::{RefreshSettings, RefreshTrigger, TopologySink};
+pub use slot::{Slot, SLOT_COUNT};
+pub use topology::{NodeAddr, Shard, Topology, TopologyError};

@@ -1,0 +1,211 @@
+//! The immutable slot map. A new one is built off the hot path and swapped in whole, so a request
+//! always sees one consistent view and never takes a lock.
+
+use std::sync::Arc;
+
+use super::slot::{Slot, SLOT_COUNT};
+
+/// A node's address as the cluster announces it, `host:port`. Shared, because every shard, backend
+/// and metric label refers to the same few strings.
+pub type NodeAddr = Arc<str>;
+
+/// One master and the replicas that would take over its slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub master: NodeAddr,
+    pub replicas: Vec<NodeAddr>,
+}
+
+/// Marks a slot that no shard serves (cluster incomplete, or a master just failed).
+const UNOWNED: u16 = u16::MAX;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// `owners[slot]` indexes `shards`, or is `UNOWNED`. A flat array: lookup is one load, and a
+    /// whole snapshot is 32 KiB, cheap enough to copy when one slot moves.
+    owners: Box<[u16]>,
+    shards: Vec<Shard>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TopologyError {
+    #[error("slot range {start}-{end} is out of bounds")]
+    SlotOutOfRange { start: u64, end: u64 },
+    #[error("too many shards ({0})")]
+    TooManyShards(usize),
+    #[error("malformed cluster reply: {0}")]
+    Malformed(&'static str),
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology::empty()
+    }
+}
+
+impl Topology {
+    /// No slot served: what the proxy holds before it has reached any node.
+    pub fn empty() -> Topology {
+        Topology {
+            owners: vec![UNOWNED; SLOT_COUNT].into_boxed_slice(),
+            shards: Vec::new(),
+        }
+    }
+
+    /// Builds a snapshot from `(first_slot, last_slot, shard)` ranges as the cluster reports them.
+    /// Ranges that name the same master are merged into one shard.
+    pub fn from_ranges(
+        ranges: impl IntoIterator<Item = (u64, u64, Shard)>,
+    ) -> Result<Topology, TopologyError> {
+        let mut topo = Topology::empty();
+        for (start, end, shard) in ranges {
+            if start > end || end >= SLOT_COUNT as u64 {
+                return Err(TopologyError::SlotOutOfRange { start, end });
+            }
+            let idx = topo.shard_index_or_insert(shard)?;
+            for owner in &mut topo.owners[start as usize..=end as usize] {
+                *owner = idx;
+            }
+        }
+        Ok(topo)
+    }
+
+    fn shard_index_or_insert(&mut self, shard: Shard) -> Result<u16, TopologyError> {
+        if let Some(i) = self.shards.iter().position(|s| s.master == shard.master) {
+            let known = &mut self.shards[i].replicas;
+            for r in shard.replicas {
+                if !known.contains(&r) {
+                    known.push(r);
+                }
+            }
+            return Ok(i as u16);
+        }
+        if self.shards.len() >= usize::from(UNOWNED) {
+            return Err(TopologyError::TooManyShards(self.shards.len()));
+        }
+        self.shards.push(shard);
+        Ok((self.shards.len() - 1) as u16)
+    }
+
+    /// Index into [`Topology::shards`] of the shard serving `slot`.
+    pub fn shard_of(&self, slot: Slot) -> Option<usize> {
+        match self.owners[slot.index()] {
+            UNOWNED => None,
+            i => Some(usize::from(i)),
+        }
+    }
+
+    pub fn master_of(&self, slot: Slot) -> Option<&NodeAddr> {
+        self.shard_of(slot).map(|i| &self.shards[i].master)
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// Shards that serve at least one slot: the masters a fan-out must reach.
+    pub fn serving_shards(&self) -> impl Iterator<Item = (usize, &Shard)> {
+        let mut used = vec![false; self.shards.len()];
+        for &o in self.owners.iter() {
+            if o != UNOWNED {
+                used[usize::from(o)] = true;
+            }
+        }
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| used[*i])
+    }
+
+    pub fn covered_slots(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != UNOWNED).count()
+    }
+
+    /// Every slot has an owner: the proxy can serve any key.
+    pub fn is_complete(&self) -> bool {
+        self.owners.iter().all(|&o| o != UNOWNED)
+    }
+
+    /// A copy in which `slot` belongs to `master`, as a MOVED reply says. Applied at once so the
+    /// requests right behind the redirected one go straight to the new owner, before the full
+    /// refresh lands.
+    pub fn with_slot_moved(&self, slot: Slot, master: &NodeAddr) -> Topology {
+        let mut next = self.clone();
+        let idx = match next.shard_index_or_insert(Shard {
+            master: master.clone(),
+            replicas: Vec::new(),
+        }) {
+            Ok(i) => i,
+            // Cannot happen with fewer than 65535 masters; keep the old owner rather than fail.
+            Err(_) => return next,
+        };
+        next.owners[slot.index()] = idx;
+        next
+    }
+
+    /// Every node address the snapshot knows, masters first: the candidates to ask for a refresh.
+    pub fn all_nodes(&self) -> Vec<NodeAddr> {
+        let mut out: Vec<NodeAddr> = self.shards.iter().map(|s| s.master.clone()).collect();
+        for s in &self.shards {
+            out.extend(s.replicas.iter().cloned());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(master: &str) -> Shard {
+        Shard {
+            master: master.into(),
+            replicas: vec![],
+        }
+    }
+
+    #[test]
+    fn ranges_cover_and_merge_same_master() {
+        let t = Topology::from_ranges([
+            (0, 5460, shard("a:1")),
+            (5461, 10922, shard("b:1")),
+            (10923, 16383, shard("a:1")),
+        ])
+        .unwrap();
+        assert!(t.is_complete());
+        assert_eq!(t.shards().len(), 2);
+        assert_eq!(&**t.master_of(Slot::new(16383).unwrap()).unwrap(), "a:1");
+        assert_eq!(&**t.master_of(Slot::new(5461).unwrap()).unwrap(), "b:1");
+    }
+
+    #[test]
+    fn incomplete_map_reports_gaps() {
+        let t = Topology::from_ranges([(0, 99, shard("a:1"))]).unwrap();
+        assert!(!t.is_complete());
+        assert_eq!(t.covered_slots(), 100);
+        assert_eq!(t.master_of(Slot::new(100).unwrap()), None);
+    }
+
+    #[test]
+    fn rejects_out_of_range_slots() {
+        assert_eq!(
+            Topology::from_ranges([(0, 16384, shard("a:1"))]),
+            Err(TopologyError::SlotOutOfRange {
+                start: 0,
+                end: 16384
+            })
+        );
+        assert!(Topology::from_ranges([(10, 5, shard("a:1"))]).is_err());
+    }
+
+    #[test]
+    fn moved_slot_changes_only_that_slot() {
+        let t = Topology::from_ranges([(0, 16383, shard("a:1"))]).unwrap();
+        let s = Slot::new(42).unwrap();
+        let moved = t.with_slot_moved(s, &"c:1".into());
+        assert_eq!(&**moved.master_of(s).unwrap(), "c:1");
+        assert_eq!(&**moved.master_of(Slot::new(43).unwrap()).unwrap(), "a:1");
+        assert_eq!(moved.serving_shards().count(), 2);
+        assert_eq!(&**t.master_of(s).unwrap(), "a:1", "original untouched");
+    }
+}

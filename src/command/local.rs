@@ -1,0 +1,32 @@
+//! Commands slotgate answers itself.
+
+/// A command about the client's own connection. Backend connections are shared by many clients,
+/// so connection state (name, protocol, selected database) cannot live there: the session keeps
+/// it and answers these without a round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalCommand {
+    /// `PING [message]`; at most one argument (checked by classify, as Redis does).
+    Ping,
+    /// `ECHO message`.
+    Echo,
+    /// `QUIT`: reply +OK, then close.
+    Quit,
+    /// `SELECT index`: a cluster has only database 0.
+    Select,
+    /// `CLIENT SETNAME name`.
+    ClientSetName,
+    /// `CLIENT GETNAME`.
+    ClientGetName,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value` (Redis 7.2; clients send it on connect).
+    ClientSetInfo,
+    /// `CLIENT ID`.
+    ClientId,
+    /// `CLIENT INFO`: optional for the session; it may answer with its own line.
+    ClientInfo,
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello,
+    /// `INFO [section ...]`.
+    Info,
+    /// `RESET`: optional for the session.
+    Reset,
+}

@@ -1,0 +1,128 @@
+//! Turns a request into a [`Plan`]: where its keys are and how slotgate handles it. Pure, and knows
+//! nothing of slots: route hashes the key positions given here.
+//!
+//! Everything comes from one table (`table.rs`), looked up without allocating; key positions that
+//! depend on the arguments are in `keys.rs`; commands the table lacks can be learned from a backend
+//! (`learn.rs`).
+
+mod keys;
+mod learn;
+mod local;
+mod reject;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+
+use crate::protocol::Request;
+
+pub use keys::Keys;
+pub use local::LocalCommand;
+pub use reject::{ArgError, Reason, RejectKind, Rejection};
+pub use table::CommandTable;
+
+use table::{Handling, Spec};
+
+/// How a multi-key command is cut into per-slot parts and its replies put back together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitKind {
+    /// MGET k1 k2 ... : reply is an array in the client's key order.
+    MGet,
+    /// MSET k1 v1 k2 v2 ... : +OK after every part answered +OK.
+    MSet,
+    /// DEL / UNLINK / EXISTS / TOUCH k1 k2 ... : integer replies summed. (EXISTS counts a key given twice twice.)
+    SumKeys,
+}
+
+impl SplitKind {
+    /// The key positions of `req`, whose plan was `Split(self)`: every argument after the name, or
+    /// every other one for MSET.
+    pub fn keys(self, req: &Request) -> Keys {
+        let step = if self == SplitKind::MSet { 2 } else { 1 };
+        Keys::range(1, req.args().len(), step)
+    }
+}
+
+/// Commands whose answer is every master's answers combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// Ask every master, reply with the sum of their integer replies (DBSIZE).
+    SumIntegers,
+}
+
+/// What to do with one request. `Copy` and small: it is made for every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Forward the request unchanged to the master owning its keys' slot (route checks they share one
+    /// slot, else CROSSSLOT). Covers every single-key command and every multi-key command that cannot
+    /// be split. Never empty.
+    Keyed(Keys),
+    /// No key, any master can answer (COMMAND, TIME, LASTSAVE, PUBLISH, EVAL with no keys, ...).
+    AnyMaster,
+    Split(SplitKind),
+    FanOut(FanOut),
+    Local(LocalCommand),
+    /// Refuse without asking a backend; the connection stays usable.
+    /// [`RejectKind::rejection`] gives the error line.
+    Reject(RejectKind),
+}
+
+impl CommandTable {
+    /// Case-insensitive, allocation-free lookup (no to_lowercase String per request).
+    pub fn classify(&self, req: &Request) -> Plan {
+        self.plan(req.args()).unwrap_or_else(Plan::Reject)
+    }
+
+    /// Follows Redis' own order: find the command (and subcommand), check arity, then look at the
+    /// arguments. So a request too short for its key positions never reaches key extraction.
+    fn plan(&self, args: &[Bytes]) -> Result<Plan, RejectKind> {
+        let argc = args.len();
+        let name = args.first().ok_or(RejectKind::UnknownCommand)?;
+        let top = self.find_top(name).ok_or(RejectKind::UnknownCommand)?;
+        if !top.arity_ok(argc) {
+            return Err(RejectKind::WrongArity { subcommand: false });
+        }
+        let (spec, subcommand): (&Spec, bool) = match top.handling {
+            Handling::Container(unmatched) => {
+                let sub = args
+                    .get(1)
+                    .ok_or(RejectKind::WrongArity { subcommand: false })?;
+                let spec = self
+                    .find_sub(name, sub, unmatched)
+                    .ok_or_else(|| unmatched.reject())?;
+                if !spec.arity_ok(argc) {
+                    return Err(RejectKind::WrongArity { subcommand: true });
+                }
+                (spec, true)
+            }
+            _ => (top, false),
+        };
+        match spec.handling {
+            Handling::Keyed(key_spec) => {
+                let keys = key_spec.resolve(args)?;
+                Ok(if keys.is_empty() {
+                    Plan::AnyMaster
+                } else {
+                    Plan::Keyed(keys)
+                })
+            }
+            Handling::AnyMaster => Ok(Plan::AnyMaster),
+            Handling::Split(SplitKind::MSet) if argc % 2 == 0 => {
+                // Redis' own check: a key without its value.
+                Err(RejectKind::WrongArity { subcommand: false })
+            }
+            Handling::Split(kind) => Ok(Plan::Split(kind)),
+            Handling::FanOut(fan_out) => Ok(Plan::FanOut(fan_out)),
+            // PING takes at most one message; Redis checks that in the command, not its arity.
+            Handling::Local(LocalCommand::Ping) if argc > 2 => {
+                Err(RejectKind::WrongArity { subcommand: false })
+            }
+            Handling::Local(command) => Ok(Plan::Local(command)),
+            Handling::Reject(reason) => Err(RejectKind::Unsupported { reason, subcommand }),
+            // Subcommand entries are never containers themselves (Redis has one level).
+            Handling::Container(unmatched) => Err(unmatched.reject()),
+        }
+    }
+}

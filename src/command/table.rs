@@ -1,0 +1,543 @@
+//! The one table: for every command name Redis 7.0 knows, its arity and how slotgate handles it.
+//! An allow-list in the manner of Envoy's `supported_commands.h`: a command not listed here (and not
+//! learned from a backend) is refused as unknown rather than forwarded somewhere by guesswork.
+//!
+//! Arities and fixed key ranges are Redis 7.0's own (`COMMAND`); a test compares every entry with a
+//! capture of a real 7.0 server, so a typo here fails the build's tests.
+
+use super::keys::{KeySpec, NumkeysRule};
+use super::local::LocalCommand;
+use super::reject::{Reason, RejectKind};
+use super::{FanOut, SplitKind};
+
+/// What slotgate does with a command once its name and arity check out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handling {
+    /// Forward to the master owning the keys' slot.
+    Keyed(KeySpec),
+    /// No keys; any master gives the same answer.
+    AnyMaster,
+    Split(SplitKind),
+    FanOut(FanOut),
+    Local(LocalCommand),
+    Reject(Reason),
+    /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
+    /// and handling; `unmatched` says what a subcommand without an entry gets.
+    Container(Unmatched),
+}
+
+/// What a container does with a subcommand that has no entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unmatched {
+    /// Ask the learned entries (a newer server may have added one), else Redis' own "unknown
+    /// subcommand" error.
+    Unknown,
+    /// Refuse, naming `NAME SUB`, and never learn: a new subcommand here could break the shared
+    /// backend connection (CLIENT REPLY, CLIENT TRACKING, ...).
+    Reject(Reason),
+}
+
+impl Unmatched {
+    pub(crate) fn reject(self) -> RejectKind {
+        match self {
+            Unmatched::Unknown => RejectKind::UnknownSubcommand,
+            Unmatched::Reject(reason) => RejectKind::Unsupported {
+                reason,
+                subcommand: true,
+            },
+        }
+    }
+}
+
+/// Arity and handling: everything about a command except its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Spec {
+    /// Redis semantics: n > 0 exactly n arguments (name included), n < 0 at least -n, 0 unchecked.
+    pub(crate) arity: i32,
+    pub(crate) handling: Handling,
+}
+
+impl Spec {
+    pub(crate) fn arity_ok(&self, argc: usize) -> bool {
+        let need = self.arity.unsigned_abs() as usize;
+        if self.arity > 0 {
+            argc == need
+        } else {
+            argc >= need
+        }
+    }
+}
+
+/// A builtin entry. Names are canonical ASCII uppercase; a subcommand is `CONTAINER|SUB`, the way
+/// Redis 7 names them.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) name: &'static str,
+    pub(crate) spec: Spec,
+}
+
+/// A command learned from a backend's `COMMAND` reply; the name is stored uppercase.
+#[derive(Clone, Debug)]
+pub(crate) struct Learned {
+    pub(crate) name: Box<[u8]>,
+    pub(crate) spec: Spec,
+}
+
+/// Builtin entries plus learned ones, each set kept sorted by name so lookup is a binary search with
+/// a case-insensitive comparison: no allocation and no length limit on the hot path. A clone copies
+/// two index vectors and the learned entries: build a new table off the hot path, swap it in whole.
+#[derive(Clone, Debug)]
+pub struct CommandTable {
+    top: Vec<&'static Entry>,
+    subs: Vec<&'static Entry>,
+    pub(crate) learned_top: Vec<Learned>,
+    pub(crate) learned_subs: Vec<Learned>,
+}
+
+impl CommandTable {
+    /// The builtin table alone. The index is sorted here so the static array can stay grouped by
+    /// family, for reading.
+    pub fn builtin() -> Self {
+        let (mut subs, mut top): (Vec<&'static Entry>, Vec<&'static Entry>) =
+            BUILTIN.iter().partition(|e| e.name.contains('|'));
+        top.sort_unstable_by_key(|e| e.name.as_bytes());
+        subs.sort_unstable_by_key(|e| e.name.as_bytes());
+        CommandTable {
+            top,
+            subs,
+            learned_top: Vec::new(),
+            learned_subs: Vec::new(),
+        }
+    }
+
+    /// How many commands and subcommands [`learn`](Self::learn) has added (for logs and metrics).
+    pub fn learned_count(&self) -> usize {
+        self.learned_top.len() + self.learned_subs.len()
+    }
+
+    /// The top-level entry for `name`, builtin first, then learned.
+    pub(crate) fn find_top(&self, name: &[u8]) -> Option<&Spec> {
+        let builtin = self
+            .top
+            .binary_search_by(|e| cmp_name(e.name.as_bytes(), name, None))
+            .ok()
+            .map(|i| &self.top[i].spec);
+        builtin.or_else(|| {
+            self.learned_top
+                .binary_search_by(|e| cmp_name(&e.name, name, None))
+                .ok()
+                .map(|i| &self.learned_top[i].spec)
+        })
+    }
+
+    /// The `container|sub` entry; learned ones only where the container lets them in.
+    pub(crate) fn find_sub(
+        &self,
+        container: &[u8],
+        sub: &[u8],
+        unmatched: Unmatched,
+    ) -> Option<&Spec> {
+        let builtin = self
+            .subs
+            .binary_search_by(|e| cmp_name(e.name.as_bytes(), container, Some(sub)))
+            .ok()
+            .map(|i| &self.subs[i].spec);
+        builtin.or_else(|| {
+            if unmatched != Unmatched::Unknown {
+                return None;
+            }
+            self.learned_subs
+                .binary_search_by(|e| cmp_name(&e.name, container, Some(sub)))
+                .ok()
+                .map(|i| &self.learned_subs[i].spec)
+        })
+    }
+
+    /// The builtin entry with this name (any case), if any; `|` separates a
+    /// subcommand. Used by learn so it never overrides a builtin decision.
+    pub(crate) fn builtin_spec(&self, full_name: &[u8]) -> Option<&'static Spec> {
+        let (index, query) = match full_name.iter().position(|&b| b == b'|') {
+            Some(bar) => (&self.subs, (&full_name[..bar], Some(&full_name[bar + 1..]))),
+            None => (&self.top, (full_name, None)),
+        };
+        index
+            .binary_search_by(|e| cmp_name(e.name.as_bytes(), query.0, query.1))
+            .ok()
+            .map(|i| &index[i].spec)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn builtin_entries(&self) -> impl Iterator<Item = &'static Entry> + '_ {
+        self.top.iter().chain(self.subs.iter()).copied()
+    }
+}
+
+impl Default for CommandTable {
+    fn default() -> Self {
+        CommandTable::builtin()
+    }
+}
+
+/// Compares a canonical uppercase name with the query `name` (or `name|sub`), uppercasing the query
+/// as it goes.
+pub(crate) fn cmp_name(canonical: &[u8], name: &[u8], sub: Option<&[u8]>) -> std::cmp::Ordering {
+    let bar: &[u8] = if sub.is_some() { b"|" } else { b"" };
+    let query = name
+        .iter()
+        .chain(bar)
+        .chain(sub.unwrap_or_default())
+        .map(u8::to_ascii_uppercase);
+    canonical.iter().copied().cmp(query)
+}
+
+const fn entry(name: &'static str, arity: i32, handling: Handling) -> Entry {
+    Entry {
+        name,
+        spec: Spec { arity, handling },
+    }
+}
+
+/// One key, at index 1: the bulk of the table.
+const fn key(name: &'static str, arity: i32) -> Entry {
+    range(name, arity, 1, 1, 1)
+}
+
+/// Keys at a fixed legacy range; multi-key ones must share a slot (route answers CROSSSLOT).
+const fn range(name: &'static str, arity: i32, first: usize, last: isize, step: usize) -> Entry {
+    entry(
+        name,
+        arity,
+        Handling::Keyed(KeySpec::Range { first, last, step }),
+    )
+}
+
+const fn movable(name: &'static str, arity: i32, spec: KeySpec) -> Entry {
+    entry(name, arity, Handling::Keyed(spec))
+}
+
+const fn numkeys(
+    name: &'static str,
+    arity: i32,
+    at: usize,
+    dest: bool,
+    rule: NumkeysRule,
+) -> Entry {
+    movable(name, arity, KeySpec::Numkeys { at, dest, rule })
+}
+
+const fn any(name: &'static str, arity: i32) -> Entry {
+    entry(name, arity, Handling::AnyMaster)
+}
+
+const fn split(name: &'static str, arity: i32, kind: SplitKind) -> Entry {
+    entry(name, arity, Handling::Split(kind))
+}
+
+const fn local(name: &'static str, arity: i32, command: LocalCommand) -> Entry {
+    entry(name, arity, Handling::Local(command))
+}
+
+const fn no(name: &'static str, arity: i32, reason: Reason) -> Entry {
+    entry(name, arity, Handling::Reject(reason))
+}
+
+const fn container(name: &'static str, unmatched: Unmatched) -> Entry {
+    entry(name, -2, Handling::Container(unmatched))
+}
+
+use LocalCommand as L;
+use NumkeysRule::{Function, MultiPop, Script, SetCard, SortedSet};
+use Reason::*;
+
+/// Grouped by Redis' documentation groups; `builtin()` sorts an index over it.
+static BUILTIN: &[Entry] = &[
+    // --- strings
+    key("APPEND", 3),
+    key("DECR", 2),
+    key("DECRBY", 3),
+    key("GET", 2),
+    key("GETDEL", 2),
+    key("GETEX", -2),
+    key("GETRANGE", 4),
+    key("GETSET", 3),
+    key("INCR", 2),
+    key("INCRBY", 3),
+    key("INCRBYFLOAT", 3),
+    range("LCS", -3, 1, 2, 1),
+    split("MGET", -2, SplitKind::MGet),
+    split("MSET", -3, SplitKind::MSet),
+    movable("MSETNX", -3, KeySpec::Pairs),
+    key("PSETEX", 4),
+    key("SET", -3),
+    key("SETEX", 4),
+    key("SETNX", 3),
+    key("SETRANGE", 4),
+    key("STRLEN", 2),
+    key("SUBSTR", 4),
+    // --- hashes
+    key("HDEL", -3),
+    key("HEXISTS", 3),
+    key("HGET", 3),
+    key("HGETALL", 2),
+    key("HINCRBY", 4),
+    key("HINCRBYFLOAT", 4),
+    key("HKEYS", 2),
+    key("HLEN", 2),
+    key("HMGET", -3),
+    key("HMSET", -4),
+    key("HRANDFIELD", -2),
+    key("HSCAN", -3),
+    key("HSET", -4),
+    key("HSETNX", 4),
+    key("HSTRLEN", 3),
+    key("HVALS", 2),
+    // --- lists
+    no("BLMOVE", 6, Blocking),
+    no("BLMPOP", -5, Blocking),
+    no("BLPOP", -3, Blocking),
+    no("BRPOP", -3, Blocking),
+    no("BRPOPLPUSH", 4, Blocking),
+    key("LINDEX", 3),
+    key("LINSERT", 5),
+    key("LLEN", 2),
+    range("LMOVE", 5, 1, 2, 1),
+    numkeys("LMPOP", -4, 1, false, MultiPop),
+    key("LPOP", -2),
+    key("LPOS", -3),
+    key("LPUSH", -3),
+    key("LPUSHX", -3),
+    key("LRANGE", 4),
+    key("LREM", 4),
+    key("LSET", 4),
+    key("LTRIM", 4),
+    key("RPOP", -2),
+    range("RPOPLPUSH", 3, 1, 2, 1),
+    key("RPUSH", -3),
+    key("RPUSHX", -3),
+    // --- sets
+    key("SADD", -3),
+    key("SCARD", 2),
+    range("SDIFF", -2, 1, -1, 1),
+    range("SDIFFSTORE", -3, 1, -1, 1),
+    range("SINTER", -2, 1, -1, 1),
+    numkeys("SINTERCARD", -3, 1, false, SetCard),
+    range("SINTERSTORE", -3, 1, -1, 1),
+    key("SISMEMBER", 3),
+    key("SMEMBERS", 2),
+    key("SMISMEMBER", -3),
+    range("SMOVE", 4, 1, 2, 1),
+    key("SPOP", -2),
+    key("SRANDMEMBER", -2),
+    key("SREM", -3),
+    key("SSCAN", -3),
+    range("SUNION", -2, 1, -1, 1),
+    range("SUNIONSTORE", -3, 1, -1, 1),
+    // --- sorted sets
+    no("BZMPOP", -5, Blocking),
+    no("BZPOPMAX", -3, Blocking),
+    no("BZPOPMIN", -3, Blocking),
+    key("ZADD", -4),
+    key("ZCARD", 2),
+    key("ZCOUNT", 4),
+    numkeys("ZDIFF", -3, 1, false, SortedSet),
+    numkeys("ZDIFFSTORE", -4, 2, true, SortedSet),
+    key("ZINCRBY", 4),
+    numkeys("ZINTER", -3, 1, false, SortedSet),
+    numkeys("ZINTERCARD", -3, 1, false, SortedSet),
+    numkeys("ZINTERSTORE", -4, 2, true, SortedSet),
+    key("ZLEXCOUNT", 4),
+    numkeys("ZMPOP", -4, 1, false, MultiPop),
+    key("ZMSCORE", -3),
+    key("ZPOPMAX", -2),
+    key("ZPOPMIN", -2),
+    key("ZRANDMEMBER", -2),
+    key("ZRANGE", -4),
+    key("ZRANGEBYLEX", -4),
+    key("ZRANGEBYSCORE", -4),
+    range("ZRANGESTORE", -5, 1, 2, 1),
+    key("ZRANK", 3),
+    key("ZREM", -3),
+    key("ZREMRANGEBYLEX", 4),
+    key("ZREMRANGEBYRANK", 4),
+    key("ZREMRANGEBYSCORE", 4),
+    key("ZREVRANGE", -4),
+    key("ZREVRANGEBYLEX", -4),
+    key("ZREVRANGEBYSCORE", -4),
+    key("ZREVRANK", 3),
+    key("ZSCAN", -3),
+    key("ZSCORE", 3),
+    numkeys("ZUNION", -3, 1, false, SortedSet),
+    numkeys("ZUNIONSTORE", -4, 2, true, SortedSet),
+    // --- streams
+    key("XACK", -4),
+    key("XADD", -5),
+    key("XAUTOCLAIM", -6),
+    key("XCLAIM", -6),
+    key("XDEL", -3),
+    container("XGROUP", Unmatched::Unknown),
+    range("XGROUP|CREATE", -5, 2, 2, 1),
+    range("XGROUP|CREATECONSUMER", 5, 2, 2, 1),
+    range("XGROUP|DELCONSUMER", 5, 2, 2, 1),
+    range("XGROUP|DESTROY", 4, 2, 2, 1),
+    any("XGROUP|HELP", 2),
+    range("XGROUP|SETID", -5, 2, 2, 1),
+    container("XINFO", Unmatched::Unknown),
+    range("XINFO|CONSUMERS", 4, 2, 2, 1),
+    range("XINFO|GROUPS", 3, 2, 2, 1),
+    any("XINFO|HELP", 2),
+    range("XINFO|STREAM", -3, 2, 2, 1),
+    key("XLEN", 2),
+    key("XPENDING", -3),
+    key("XRANGE", -4),
+    movable("XREAD", -4, KeySpec::Streams { group: false }),
+    movable("XREADGROUP", -7, KeySpec::Streams { group: true }),
+    key("XREVRANGE", -4),
+    key("XSETID", -3),
+    key("XTRIM", -4),
+    // --- keys and expiry
+    range("COPY", -3, 1, 2, 1),
+    split("DEL", -2, SplitKind::SumKeys),
+    key("DUMP", 2),
+    split("EXISTS", -2, SplitKind::SumKeys),
+    key("EXPIRE", -3),
+    key("EXPIREAT", -3),
+    key("EXPIRETIME", 2),
+    no("KEYS", 2, KeyspaceFanOut),
+    no("MIGRATE", -6, Admin),
+    no("MOVE", 3, SingleDatabase),
+    container("OBJECT", Unmatched::Unknown),
+    range("OBJECT|ENCODING", 3, 2, 2, 1),
+    range("OBJECT|FREQ", 3, 2, 2, 1),
+    any("OBJECT|HELP", 2),
+    range("OBJECT|IDLETIME", 3, 2, 2, 1),
+    range("OBJECT|REFCOUNT", 3, 2, 2, 1),
+    key("PERSIST", 2),
+    key("PEXPIRE", -3),
+    key("PEXPIREAT", -3),
+    key("PEXPIRETIME", 2),
+    key("PTTL", 2),
+    no("RANDOMKEY", 1, KeyspaceFanOut),
+    range("RENAME", 3, 1, 2, 1),
+    range("RENAMENX", 3, 1, 2, 1),
+    key("RESTORE", -4),
+    no("SCAN", -2, KeyspaceFanOut),
+    movable("SORT", -2, KeySpec::SortStore),
+    key("SORT_RO", -2),
+    split("TOUCH", -2, SplitKind::SumKeys),
+    key("TTL", 2),
+    key("TYPE", 2),
+    split("UNLINK", -2, SplitKind::SumKeys),
+    no("WAIT", 3, Blocking),
+    // --- bitmaps
+    key("BITCOUNT", -2),
+    key("BITFIELD", -2),
+    key("BITFIELD_RO", -2),
+    range("BITOP", -4, 2, -1, 1),
+    key("BITPOS", -3),
+    key("GETBIT", 3),
+    key("SETBIT", 4),
+    // --- HyperLogLog
+    key("PFADD", -2),
+    range("PFCOUNT", -2, 1, -1, 1),
+    no("PFDEBUG", 3, Admin),
+    range("PFMERGE", -2, 1, -1, 1),
+    no("PFSELFTEST", 1, Admin),
+    // --- geo
+    key("GEOADD", -5),
+    key("GEODIST", -4),
+    key("GEOHASH", -2),
+    key("GEOPOS", -2),
+    movable("GEORADIUS", -6, KeySpec::GeoStore),
+    key("GEORADIUS_RO", -6),
+    movable("GEORADIUSBYMEMBER", -5, KeySpec::GeoStore),
+    key("GEORADIUSBYMEMBER_RO", -5),
+    key("GEOSEARCH", -7),
+    range("GEOSEARCHSTORE", -8, 1, 2, 1),
+    // --- scripting
+    numkeys("EVAL", -3, 2, false, Script),
+    numkeys("EVAL_RO", -3, 2, false, Script),
+    numkeys("EVALSHA", -3, 2, false, Script),
+    numkeys("EVALSHA_RO", -3, 2, false, Script),
+    numkeys("FCALL", -3, 2, false, Function),
+    numkeys("FCALL_RO", -3, 2, false, Function),
+    no("FUNCTION", -2, ScriptFanOut),
+    no("SCRIPT", -2, ScriptFanOut),
+    // --- connection
+    no("AUTH", -2, Auth),
+    container("CLIENT", Unmatched::Reject(ClientSubcommand)),
+    local("CLIENT|GETNAME", 2, L::ClientGetName),
+    local("CLIENT|ID", 2, L::ClientId),
+    local("CLIENT|INFO", 2, L::ClientInfo),
+    local("CLIENT|SETINFO", 4, L::ClientSetInfo),
+    local("CLIENT|SETNAME", 3, L::ClientSetName),
+    local("ECHO", 2, L::Echo),
+    local("HELLO", -1, L::Hello),
+    local("PING", -1, L::Ping),
+    local("QUIT", -1, L::Quit),
+    local("RESET", 1, L::Reset),
+    local("SELECT", 2, L::Select),
+    // --- server
+    no("ACL", -2, Admin),
+    no("BGREWRITEAOF", 1, Admin),
+    no("BGSAVE", -1, Admin),
+    // Every form (COUNT, INFO, DOCS, GETKEYS, LIST, ...) describes the command set, the same on every
+    // master; the node checks the subcommand's arity itself.
+    any("COMMAND", -1),
+    no("CONFIG", -2, Admin),
+    entry("DBSIZE", 1, Handling::FanOut(FanOut::SumIntegers)),
+    no("DEBUG", -2, Admin),
+    no("FAILOVER", -1, Admin),
+    no("FLUSHALL", -1, KeyspaceFanOut),
+    no("FLUSHDB", -1, KeyspaceFanOut),
+    local("INFO", -1, L::Info),
+    any("LASTSAVE", 1),
+    no("LATENCY", -2, Admin),
+    any("LOLWUT", -1),
+    container("MEMORY", Unmatched::Unknown),
+    no("MEMORY|DOCTOR", 2, Admin),
+    any("MEMORY|HELP", 2),
+    no("MEMORY|MALLOC-STATS", 2, Admin),
+    no("MEMORY|PURGE", 2, Admin),
+    no("MEMORY|STATS", 2, Admin),
+    range("MEMORY|USAGE", -3, 2, 2, 1),
+    no("MODULE", -2, Admin),
+    no("MONITOR", 1, Monitor),
+    no("PSYNC", -3, Admin),
+    no("REPLCONF", -1, Admin),
+    no("REPLICAOF", 3, Admin),
+    // Only sent by a node that is migrating a slot.
+    no("RESTORE-ASKING", -4, ClusterState),
+    no("ROLE", 1, Admin),
+    no("SAVE", 1, Admin),
+    no("SHUTDOWN", -1, Admin),
+    no("SLAVEOF", 3, Admin),
+    no("SLOWLOG", -2, Admin),
+    no("SWAPDB", 3, SingleDatabase),
+    no("SYNC", 1, Admin),
+    any("TIME", 1),
+    // Redis 7.2; waits like WAIT.
+    no("WAITAOF", 4, Blocking),
+    // --- cluster
+    no("ASKING", 1, ClusterState),
+    no("CLUSTER", -2, Admin),
+    no("READONLY", 1, ClusterState),
+    no("READWRITE", 1, ClusterState),
+    // --- pub/sub
+    no("PSUBSCRIBE", -2, PubSub),
+    // The cluster bus delivers a PUBLISH to every node, so any master will do.
+    any("PUBLISH", 3),
+    no("PUBSUB", -2, PubSub),
+    no("PUNSUBSCRIBE", -1, PubSub),
+    // Sharded channels hash like keys.
+    key("SPUBLISH", 3),
+    no("SSUBSCRIBE", -2, PubSub),
+    no("SUBSCRIBE", -2, PubSub),
+    no("SUNSUBSCRIBE", -1, PubSub),
+    no("UNSUBSCRIBE", -1, PubSub),
+    // --- transactions
+    no("DISCARD", 1, Transaction),
+    no("EXEC", 1, Transaction),
+    no("MULTI", 1, Transaction),
+    no("UNWATCH", 1, Transaction),
+    no("WATCH", -2, Transaction),
+];

@@ -1,0 +1,811 @@
+//! The proxy's configuration: read it, then check it, before anything binds a socket.
+//!
+//! Every YAML call in the crate lives in this file, so swapping the YAML crate touches nothing
+//! else; [`ConfigError::Parse`] carries the parser's message as a string for the same reason.
+//! Every section sets `#[serde(default)]`, so a file names only what it changes, and
+//! `deny_unknown_fields`, so a misspelt key is an error rather than a setting silently ignored.
+//! [`Config::validate`] runs after every way of building a config (file, defaults, CLI flags) and
+//! names the offending key as a dotted path in its error.
+
+use std::fmt;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+/// Upper bound of `protocol.max_bulk_len`: Redis itself caps `proto-max-bulk-len` well below
+/// this, and a u64 keeps the constant meaningful on 32-bit targets.
+const MAX_BULK_LEN_CAP: u64 = 4 << 30;
+/// Upper bound of `workers`: far above any machine we run on, low enough that a typo (an extra
+/// zero or three) fails here instead of exhausting threads at startup.
+const MAX_WORKERS: usize = 1024;
+
+/// Why a configuration could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read; the path is kept because the OS error alone does not say which.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid YAML, a value of the wrong type, or an unknown key. The parser's own message is
+    /// kept as text (it names the key and its line and column) so the YAML crate's error type
+    /// does not leak into the public API.
+    #[error("cannot parse config{}: {message}", display_origin(.path))]
+    Parse {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    /// Well-formed but out of range or inconsistent. `key` is a dotted path such as
+    /// `backend.op_timeout_ms` so the operator can find the line to change.
+    #[error("invalid config value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn display_origin(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" file {}", p.display()))
+        .unwrap_or_default()
+}
+
+fn invalid(key: &'static str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+/// Top-level configuration. Defaults are chosen so that only `seeds` has to be given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address clients connect to, as `ip:port`. An IP rather than a hostname, so that which
+    /// interface is exposed never depends on name resolution.
+    pub listen: String,
+    /// Cluster nodes (`host:port`) asked for the slot map at startup. Any reachable node will
+    /// do; more than one only guards against the first being down.
+    pub seeds: Vec<String>,
+    /// Address of the HTTP endpoint serving `/metrics`, `/readyz` and `/livez`, as `ip:port`;
+    /// `null` turns it off for deployments that scrape nothing.
+    pub metrics_listen: Option<String>,
+    /// Runtime worker threads; 0 means one per core, which is what a proxy that is mostly
+    /// socket work wants unless it shares the machine.
+    pub workers: usize,
+    /// Connections accepted at once; further clients wait in the kernel's backlog, so a
+    /// connection storm cannot exhaust file descriptors needed for backends.
+    pub max_clients: usize,
+    /// Limits applied to each client connection.
+    pub client: ClientConfig,
+    /// How the proxy talks to cluster nodes.
+    pub backend: BackendConfig,
+    /// How and how often the slot map is re-read.
+    pub topology: TopologyConfig,
+    /// Limits of the RESP parser, checked before allocating, so a hostile client cannot make the
+    /// proxy reserve memory it announced but never sent.
+    pub protocol: ProtocolConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6380".to_owned(),
+            seeds: Vec::new(),
+            metrics_listen: Some("127.0.0.1:9121".to_owned()),
+            workers: 0,
+            max_clients: 10_000,
+            client: ClientConfig::default(),
+            backend: BackendConfig::default(),
+            topology: TopologyConfig::default(),
+            protocol: ProtocolConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Per-client limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Requests one client may have in flight before the proxy stops reading from it. Replies
+    /// must go back in order, so this bounds the memory a single fast pipeliner can hold.
+    pub max_pipeline: usize,
+    /// Seconds a client may stay silent before it is disconnected; 0 never disconnects, matching
+    /// Redis's own `timeout 0` default, because pooled clients are often idle for long stretches.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            max_pipeline: 1024,
+            idle_timeout_secs: 0,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// `None` when idle clients are never disconnected, so callers cannot mistake 0 for "at once".
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+}
+
+/// Connections from the proxy to cluster nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Pipelined connections kept to each node. One is usually enough; a second spreads the
+    /// write work across cores and hides one connection's head-of-line stall.
+    pub connections_per_node: usize,
+    /// Requests that may wait for a reply on one backend connection; beyond it callers wait for
+    /// room, so a slow node pushes back on clients instead of growing a queue without bound.
+    pub max_inflight_per_connection: usize,
+    /// Milliseconds allowed for a TCP connect to a node before it counts as down.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds a request may wait for its reply before the client gets an error; without
+    /// it a node that stops answering would hold every client pipelined behind it forever.
+    pub op_timeout_ms: u64,
+    /// First delay, in milliseconds, before reconnecting to a node; it doubles on each failure.
+    /// Must be above zero, since doubling zero never backs off.
+    pub reconnect_backoff_min_ms: u64,
+    /// Ceiling, in milliseconds, of the reconnect delay, so a recovered node is noticed soon.
+    pub reconnect_backoff_max_ms: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_node: 2,
+            max_inflight_per_connection: 4096,
+            connect_timeout_ms: 1000,
+            op_timeout_ms: 5000,
+            reconnect_backoff_min_ms: 50,
+            reconnect_backoff_max_ms: 2000,
+        }
+    }
+}
+
+impl BackendConfig {
+    /// `connect_timeout_ms` as a `Duration`, so the unit is fixed in one place.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    /// `op_timeout_ms` as a `Duration`.
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_timeout_ms)
+    }
+    /// `reconnect_backoff_min_ms` as a `Duration`.
+    pub fn reconnect_backoff_min(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_min_ms)
+    }
+    /// `reconnect_backoff_max_ms` as a `Duration`.
+    pub fn reconnect_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_backoff_max_ms)
+    }
+}
+
+/// Reading the cluster's slot map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologyConfig {
+    /// Milliseconds between periodic re-reads of the slot map. MOVED replies trigger a refresh
+    /// on their own; this catches changes no request has run into yet, such as new replicas.
+    pub refresh_interval_ms: u64,
+    /// Least milliseconds between two refreshes, so a burst of MOVED replies during a resharding
+    /// costs one `CLUSTER SLOTS` rather than thousands.
+    pub min_refresh_interval_ms: u64,
+    /// MOVED/ASK hops one request may follow before the client gets an error; a slot map that
+    /// keeps pointing elsewhere means a cluster in flux, and looping would only add load.
+    pub max_redirects: u32,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval_ms: 10_000,
+            min_refresh_interval_ms: 100,
+            max_redirects: 5,
+        }
+    }
+}
+
+impl TopologyConfig {
+    /// `refresh_interval_ms` as a `Duration`.
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms)
+    }
+    /// `min_refresh_interval_ms` as a `Duration`.
+    pub fn min_refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.min_refresh_interval_ms)
+    }
+}
+
+/// RESP parser limits, in bytes or elements. The defaults match Redis's own, so anything a real
+/// Redis accepts passes through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    /// Largest bulk string, in bytes (Redis's `proto-max-bulk-len` defaults to 512 MiB).
+    pub max_bulk_len: usize,
+    /// Most elements in one array; checked before reserving space for them.
+    pub max_array_len: usize,
+    /// Longest inline (telnet-style) command line, in bytes (Redis uses 64 KiB).
+    pub max_inline_len: usize,
+    /// Deepest nesting of arrays, maps and sets; bounds the parser's recursion.
+    pub max_depth: usize,
+    /// Largest whole frame, in bytes; at least `max_bulk_len`, since a frame holds its bulks.
+    pub max_frame_len: usize,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            max_bulk_len: 512 * MIB,
+            max_array_len: 1_048_576,
+            max_inline_len: 64 * KIB,
+            max_depth: 16,
+            max_frame_len: 1024 * MIB,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: a level (`info`), or comma-separated `target=level` directives after an
+    /// optional level (`warn,slotgate::route=debug`). Kept as text so it can be handed to the
+    /// subscriber unchanged; checked here so a typo fails at startup, not silently.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates: the only way the proxy should build a config from text.
+    pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
+        Self::parse_unvalidated(yaml, None)?.validate()
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_unvalidated(path)?.validate()
+    }
+
+    /// Reads and parses without validating, for callers (the CLI) that still have values to
+    /// override; they must call [`Config::validate`] afterwards.
+    pub fn load_unvalidated(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse_unvalidated(&text, Some(path))
+    }
+
+    /// An empty (or comments-only) document yields the defaults, so a fresh file with
+    /// everything commented out behaves like no file.
+    fn parse_unvalidated(yaml: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
+        serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Parse {
+            path: path.map(Path::to_owned),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every range and cross-field rule, returning the config unchanged when it passes.
+    /// Taking `self` lets callers chain `Config::default().validate()?` and keeps "validated"
+    /// a step every construction path goes through.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        check_socket_addr("listen", &self.listen)?;
+        if self.seeds.is_empty() {
+            return Err(invalid(
+                "seeds",
+                "at least one cluster node (host:port) is required",
+            ));
+        }
+        for seed in &self.seeds {
+            check_host_port(seed).map_err(|why| invalid("seeds", format!("{seed:?}: {why}")))?;
+        }
+        if let Some(addr) = &self.metrics_listen {
+            check_socket_addr("metrics_listen", addr)?;
+        }
+        check_range("workers", self.workers, 0, MAX_WORKERS)?;
+        check_at_least("max_clients", self.max_clients, 1)?;
+
+        check_range("client.max_pipeline", self.client.max_pipeline, 1, 65_536)?;
+
+        let b = &self.backend;
+        check_range(
+            "backend.connections_per_node",
+            b.connections_per_node,
+            1,
+            64,
+        )?;
+        check_range(
+            "backend.max_inflight_per_connection",
+            b.max_inflight_per_connection,
+            1,
+            1_000_000,
+        )?;
+        check_at_least("backend.connect_timeout_ms", b.connect_timeout_ms, 1)?;
+        check_at_least("backend.op_timeout_ms", b.op_timeout_ms, 1)?;
+        check_at_least(
+            "backend.reconnect_backoff_min_ms",
+            b.reconnect_backoff_min_ms,
+            1,
+        )?;
+        if b.reconnect_backoff_max_ms < b.reconnect_backoff_min_ms {
+            return Err(invalid(
+                "backend.reconnect_backoff_max_ms",
+                format!(
+                    "{} is below backend.reconnect_backoff_min_ms ({})",
+                    b.reconnect_backoff_max_ms, b.reconnect_backoff_min_ms
+                ),
+            ));
+        }
+
+        let t = &self.topology;
+        check_at_least("topology.refresh_interval_ms", t.refresh_interval_ms, 1)?;
+        if t.min_refresh_interval_ms > t.refresh_interval_ms {
+            return Err(invalid(
+                "topology.min_refresh_interval_ms",
+                format!(
+                    "{} is above topology.refresh_interval_ms ({})",
+                    t.min_refresh_interval_ms, t.refresh_interval_ms
+                ),
+            ));
+        }
+        check_range("topology.max_redirects", t.max_redirects, 1, 16)?;
+
+        let p = &self.protocol;
+        check_range(
+            "protocol.max_bulk_len",
+            p.max_bulk_len as u64,
+            1,
+            MAX_BULK_LEN_CAP,
+        )?;
+        check_at_least("protocol.max_array_len", p.max_array_len, 1)?;
+        check_at_least("protocol.max_inline_len", p.max_inline_len, 1)?;
+        check_range("protocol.max_depth", p.max_depth, 1, 128)?;
+        if p.max_frame_len < p.max_bulk_len {
+            return Err(invalid(
+                "protocol.max_frame_len",
+                format!(
+                    "{} is below protocol.max_bulk_len ({})",
+                    p.max_frame_len, p.max_bulk_len
+                ),
+            ));
+        }
+
+        check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
+        Ok(self)
+    }
+}
+
+fn check_at_least<T>(key: &'static str, value: T, min: T) -> Result<(), ConfigError>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if value < min {
+        return Err(invalid(key, format!("{value} is below the minimum {min}")));
+    }
+    Ok(())
+}
+
+fn check_range<T>(key: &'static str, value: T, min: T, max: T) -> Result<(), ConfigError>
+where
+    T: PartialOrd + fmt::Display,
+{
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!("{value} is outside the allowed range {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Listen addresses must be literal `ip:port`: the socket we bind should not depend on DNS.
+fn check_socket_addr(key: &'static str, addr: &str) -> Result<(), ConfigError> {
+    addr.parse::<SocketAddr>().map(drop).map_err(|_| {
+        invalid(
+            key,
+            format!(
+                "{addr:?} is not an ip:port socket address (e.g. 127.0.0.1:6380 or [::1]:6380)"
+            ),
+        )
+    })
+}
+
+/// Seeds may be hostnames (Kubernetes services, compose names), so only the shape is checked
+/// here; resolution happens at connect time, where a failure is retried rather than fatal.
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_owned())?;
+    // `u16::from_str` accepts a leading '+', which no one means in an address.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {port:?} is not a number"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p >= 1 => {}
+        _ => return Err(format!("port {port} is outside 1..=65535")),
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+    }
+    if host.contains(':') {
+        return Err("an IPv6 address must be written in brackets, e.g. [::1]:7000".to_owned());
+    }
+    check_hostname(host)
+}
+
+/// RFC 1123 hostnames (which covers dotted IPv4), plus `_`, which container runtimes allow in
+/// service names and resolvers accept in practice.
+fn check_hostname(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("host is empty".to_owned());
+    }
+    if host.len() > 253 {
+        return Err("host is longer than 253 characters".to_owned());
+    }
+    for label in host.strip_suffix('.').unwrap_or(host).split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(format!("{host:?} is not a valid hostname or IP address"));
+        }
+    }
+    Ok(())
+}
+
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A strict subset of tracing-subscriber's `EnvFilter` syntax: comma-separated directives, each
+/// a level or `target=level`. Span and field filters (`[span{field}]`) are refused rather than
+/// half-parsed; a bare word that is not a level is refused too, although `EnvFilter` would read
+/// it as a target, because here it is far more likely a misspelt level.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("empty; use a level such as \"info\"".to_owned());
+    }
+    for directive in filter.split(',') {
+        let directive = directive.trim();
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "directive {directive:?}: {level:?} is not one of {}",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        if let Some(target) = target {
+            let ok = !target.is_empty()
+                && target
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.'));
+            if !ok {
+                return Err(format!(
+                    "directive {directive:?}: {target:?} is not a module path"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest config that validates: defaults plus one seed.
+    fn minimal() -> Config {
+        Config {
+            seeds: vec!["127.0.0.1:7000".to_owned()],
+            ..Config::default()
+        }
+    }
+
+    /// Parses `yaml` with a valid seed prepended (unless it sets seeds itself) and returns the
+    /// key the validation error names.
+    fn rejected_key(yaml: &str) -> &'static str {
+        let text = if yaml.contains("seeds:") {
+            yaml.to_owned()
+        } else {
+            format!("seeds: [\"127.0.0.1:7000\"]\n{yaml}")
+        };
+        match Config::from_yaml_str(&text) {
+            Err(ConfigError::Invalid { key, reason }) => {
+                let shown = ConfigError::Invalid {
+                    key,
+                    reason: reason.clone(),
+                }
+                .to_string();
+                assert!(shown.contains(key), "message {shown:?} does not name {key}");
+                key
+            }
+            other => panic!("expected a validation error for {yaml:?}, got {other:?}"),
+        }
+    }
+
+    /// One `#[test]` per rejected value, so a failure names the exact case.
+    macro_rules! rejects {
+        ($($name:ident: $yaml:expr => $key:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(rejected_key($yaml), $key);
+            }
+        )*};
+    }
+
+    rejects! {
+        rejects_listen_not_an_address: "listen: nonsense" => "listen";
+        rejects_listen_hostname: "listen: localhost:6380" => "listen";
+        rejects_listen_without_port: "listen: 127.0.0.1" => "listen";
+        rejects_no_seeds: "seeds: []" => "seeds";
+        rejects_seed_without_port: "seeds: [\"127.0.0.1\"]" => "seeds";
+        rejects_seed_port_zero: "seeds: [\"127.0.0.1:0\"]" => "seeds";
+        rejects_seed_port_too_large: "seeds: [\"127.0.0.1:65536\"]" => "seeds";
+        rejects_seed_port_with_sign: "seeds: [\"127.0.0.1:+7000\"]" => "seeds";
+        rejects_seed_port_empty: "seeds: [\"127.0.0.1:\"]" => "seeds";
+        rejects_seed_empty_host: "seeds: [\":7000\"]" => "seeds";
+        rejects_seed_host_with_space: "seeds: [\"redis node:7000\"]" => "seeds";
+        rejects_seed_host_leading_hyphen: "seeds: [\"-redis:7000\"]" => "seeds";
+        rejects_seed_host_empty_label: "seeds: [\"redis..local:7000\"]" => "seeds";
+        rejects_seed_ipv6_without_brackets: "seeds: [\"::1:7000\"]" => "seeds";
+        rejects_seed_bad_ipv6_in_brackets: "seeds: [\"[::zz]:7000\"]" => "seeds";
+        rejects_second_seed_invalid: "seeds: [\"127.0.0.1:7000\", \"127.0.0.1\"]" => "seeds";
+        rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:9121\"" => "metrics_listen";
+        rejects_workers_too_many: "workers: 1025" => "workers";
+        rejects_max_clients_zero: "max_clients: 0" => "max_clients";
+        rejects_max_pipeline_zero: "client: {max_pipeline: 0}" => "client.max_pipeline";
+        rejects_max_pipeline_too_large: "client: {max_pipeline: 65537}" => "client.max_pipeline";
+        rejects_connections_per_node_zero:
+            "backend: {connections_per_node: 0}" => "backend.connections_per_node";
+        rejects_connections_per_node_too_large:
+            "backend: {connections_per_node: 65}" => "backend.connections_per_node";
+        rejects_max_inflight_zero:
+            "backend: {max_inflight_per_connection: 0}" => "backend.max_inflight_per_connection";
+        rejects_max_inflight_too_large:
+            "backend: {max_inflight_per_connection: 1000001}"
+                => "backend.max_inflight_per_connection";
+        rejects_connect_timeout_zero:
+            "backend: {connect_timeout_ms: 0}" => "backend.connect_timeout_ms";
+        rejects_op_timeout_zero: "backend: {op_timeout_ms: 0}" => "backend.op_timeout_ms";
+        rejects_backoff_min_zero:
+            "backend: {reconnect_backoff_min_ms: 0}" => "backend.reconnect_backoff_min_ms";
+        rejects_backoff_max_below_min:
+            "backend: {reconnect_backoff_min_ms: 500, reconnect_backoff_max_ms: 499}"
+                => "backend.reconnect_backoff_max_ms";
+        rejects_refresh_interval_zero:
+            "topology: {refresh_interval_ms: 0, min_refresh_interval_ms: 0}"
+                => "topology.refresh_interval_ms";
+        rejects_min_refresh_above_refresh:
+            "topology: {refresh_interval_ms: 1000, min_refresh_interval_ms: 1001}"
+                => "topology.min_refresh_interval_ms";
+        rejects_max_redirects_zero: "topology: {max_redirects: 0}" => "topology.max_redirects";
+        rejects_max_redirects_too_large:
+            "topology: {max_redirects: 17}" => "topology.max_redirects";
+        rejects_max_bulk_len_zero: "protocol: {max_bulk_len: 0}" => "protocol.max_bulk_len";
+        rejects_max_bulk_len_above_4gib:
+            "protocol: {max_bulk_len: 4294967297, max_frame_len: 8589934592}"
+                => "protocol.max_bulk_len";
+        rejects_max_array_len_zero: "protocol: {max_array_len: 0}" => "protocol.max_array_len";
+        rejects_max_inline_len_zero: "protocol: {max_inline_len: 0}" => "protocol.max_inline_len";
+        rejects_max_depth_zero: "protocol: {max_depth: 0}" => "protocol.max_depth";
+        rejects_max_depth_too_large: "protocol: {max_depth: 129}" => "protocol.max_depth";
+        rejects_max_frame_len_below_bulk:
+            "protocol: {max_bulk_len: 1024, max_frame_len: 1023}" => "protocol.max_frame_len";
+        rejects_log_level_empty: "log: {level: \"\"}" => "log.level";
+        rejects_log_level_unknown: "log: {level: verbose}" => "log.level";
+        rejects_log_target_level_unknown: "log: {level: \"slotgate=loud\"}" => "log.level";
+        rejects_log_target_empty: "log: {level: \"=debug\"}" => "log.level";
+        rejects_log_target_not_a_path: "log: {level: \"slot gate=debug\"}" => "log.level";
+        rejects_log_empty_directive: "log: {level: \"info,\"}" => "log.level";
+        rejects_log_span_filter: "log: {level: \"[conn]=debug\"}" => "log.level";
+    }
+
+    #[test]
+    fn defaults_with_a_seed_validate() {
+        assert_eq!(minimal().validate().unwrap(), minimal());
+    }
+
+    #[test]
+    fn defaults_alone_need_a_seed() {
+        let err = Config::default().validate().unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "seeds", .. }));
+    }
+
+    #[test]
+    fn accepts_edge_values() {
+        let yaml = r#"
+seeds: ["redis-0.redis.svc.cluster.local:6379", "[::1]:7000", "my_node:1", "10.0.0.1:65535"]
+listen: "[::]:6380"
+metrics_listen: null
+workers: 1024
+client: {max_pipeline: 65536}
+backend: {connections_per_node: 64, max_inflight_per_connection: 1000000,
+          reconnect_backoff_min_ms: 7, reconnect_backoff_max_ms: 7}
+topology: {refresh_interval_ms: 1, min_refresh_interval_ms: 0, max_redirects: 16}
+protocol: {max_bulk_len: 4294967296, max_frame_len: 4294967296, max_depth: 128}
+log: {level: "WARN,slotgate::route=debug, hyper=off"}
+"#;
+        let config = Config::from_yaml_str(yaml).unwrap();
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.seeds.len(), 4);
+        assert_eq!(
+            config.backend.reconnect_backoff_max(),
+            Duration::from_millis(7)
+        );
+    }
+
+    #[test]
+    fn accepts_every_plain_level() {
+        for level in ["trace", "debug", "info", "warn", "error", "off"] {
+            let config = Config {
+                log: LogConfig {
+                    level: level.to_owned(),
+                },
+                ..minimal()
+            };
+            assert!(config.validate().is_ok(), "{level}");
+        }
+    }
+
+    #[test]
+    fn duration_accessors_use_the_right_unit() {
+        let c = Config::default();
+        assert_eq!(c.backend.connect_timeout(), Duration::from_secs(1));
+        assert_eq!(c.backend.op_timeout(), Duration::from_secs(5));
+        assert_eq!(c.backend.reconnect_backoff_min(), Duration::from_millis(50));
+        assert_eq!(c.backend.reconnect_backoff_max(), Duration::from_secs(2));
+        assert_eq!(c.topology.refresh_interval(), Duration::from_secs(10));
+        assert_eq!(
+            c.topology.min_refresh_interval(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(c.client.idle_timeout(), None);
+        let client = ClientConfig {
+            idle_timeout_secs: 30,
+            ..ClientConfig::default()
+        };
+        assert_eq!(client.idle_timeout(), Some(Duration::from_secs(30)));
+    }
+
+    fn parse_message(yaml: &str) -> String {
+        match Config::from_yaml_str(yaml) {
+            Err(e @ ConfigError::Parse { .. }) => e.to_string(),
+            other => panic!("expected a parse error for {yaml:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_top_level_key_by_name() {
+        let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nlisten_addr: 127.0.0.1:6380\n");
+        assert!(msg.contains("unknown field `listen_addr`"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_unknown_section_key_by_name() {
+        let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nbackend:\n  op_timeout: 5\n");
+        assert!(msg.contains("backend"), "{msg}");
+        assert!(msg.contains("unknown field `op_timeout`"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nbackend:\n  op_timeout_ms: -1\n");
+        assert!(msg.contains("backend.op_timeout_ms"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_type_range_names_the_key() {
+        let msg = parse_message("topology: {max_redirects: 4294967296}");
+        assert!(msg.contains("topology.max_redirects"), "{msg}");
+    }
+
+    #[test]
+    fn seeds_as_a_scalar_is_a_parse_error() {
+        let msg = parse_message("seeds: 127.0.0.1:7000");
+        assert!(msg.contains("seeds"), "{msg}");
+    }
+
+    #[test]
+    fn top_level_list_is_a_parse_error() {
+        parse_message("- 127.0.0.1:7000");
+    }
+
+    #[test]
+    fn empty_document_means_defaults() {
+        for text in ["", "\n", "# everything commented out\n"] {
+            let err = Config::from_yaml_str(text).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { key: "seeds", .. }),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = Config::load("/nonexistent/slotgate.yaml").unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+        assert!(err.to_string().contains("/nonexistent/slotgate.yaml"));
+    }
+
+    const SHIPPED: &str = include_str!("../config/slotgate.yaml");
+
+    #[test]
+    fn shipped_file_is_the_defaults_plus_an_example_seed() {
+        let mut config = Config::from_yaml_str(SHIPPED).unwrap();
+        assert_eq!(config.seeds, ["127.0.0.1:7000"]);
+        config.seeds = Config::default().seeds;
+        assert_eq!(config, Config::default());
+    }
+
+    /// Equality with the defaults would also hold for a file that omits keys, so check that the
+    /// shipped file spells out every key the struct has, and nothing else.
+    #[test]
+    fn shipped_file_lists_every_key() {
+        fn keys(value: &serde_yaml_ng::Value, prefix: &str, out: &mut Vec<String>) {
+            if let serde_yaml_ng::Value::Mapping(map) = value {
+                for (k, v) in map {
+                    let name = format!("{prefix}{}", k.as_str().unwrap());
+                    keys(v, &format!("{name}."), out);
+                    out.push(name);
+                }
+            }
+        }
+        let mut shipped = Vec::new();
+        keys(&serde_yaml_ng::from_str(SHIPPED).unwrap(), "", &mut shipped);
+        let mut expected = Vec::new();
+        keys(
+            &serde_yaml_ng::to_value(Config::default()).unwrap(),
+            "",
+            &mut expected,
+        );
+        shipped.sort();
+        expected.sort();
+        assert_eq!(shipped, expected);
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let path =
+            std::env::temp_dir().join(format!("slotgate-config-{}.yaml", std::process::id()));
+        std::fs::write(&path, "seeds: [\"127.0.0.1:7000\"]\nbogus: 1\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        std::fs::write(&path, "seeds: [\"127.0.0.1:7000\"]\nworkers: 3\n").unwrap();
+        let ok = Config::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("unknown field `bogus`"), "{msg}");
+        assert_eq!(ok.unwrap().workers, 3);
+    }
+}

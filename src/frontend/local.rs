@@ -1,0 +1,284 @@
+//! Commands slotgate answers itself: connection handshake and per-connection state that a
+//! cluster-unaware client expects from "its" server.
+
+use bytes::Bytes;
+
+use crate::command::LocalCommand;
+use crate::protocol::Reply;
+
+/// Version reported to clients. Client libraries gate features on `redis_version`; slotgate speaks
+/// the command set of Redis 7.0, the oldest server it is tested against.
+pub const REDIS_VERSION: &str = "7.0.0";
+
+/// Per-client state that local commands read and change.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    pub id: u64,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+}
+
+/// What the session must do besides sending the reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum After {
+    Continue,
+    /// Send the reply, then close (QUIT).
+    Close,
+    /// INFO needs the cluster's keyspace: the session answers it asynchronously.
+    Info,
+}
+
+/// Answers a local command. Arity was already checked by the command table.
+pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (Reply, After) {
+    let reply = match cmd {
+        LocalCommand::Ping => match args.get(1) {
+            Some(msg) => Reply::bulk(msg),
+            None => Reply::simple("PONG"),
+        },
+        LocalCommand::Echo => Reply::bulk(&args[1]),
+        LocalCommand::Quit => return (Reply::ok(), After::Close),
+        LocalCommand::Select => select(&args[1]),
+        LocalCommand::ClientSetName => match valid_name(&args[2]) {
+            true => {
+                client.name = (!args[2].is_empty()).then(|| args[2].clone());
+                Reply::ok()
+            }
+            false => Reply::error_line(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ),
+        },
+        LocalCommand::ClientGetName => match &client.name {
+            Some(n) => Reply::bulk(n),
+            None => Reply::null_bulk(),
+        },
+        LocalCommand::ClientSetInfo => set_info(args, client),
+        LocalCommand::ClientId => Reply::integer_reply(client.id as i64),
+        LocalCommand::ClientInfo => Reply::bulk(client_info(client).as_bytes()),
+        LocalCommand::Hello => hello(args, client),
+        LocalCommand::Reset => {
+            client.name = None;
+            Reply::simple("RESET")
+        }
+        LocalCommand::Info => return (Reply::ok(), After::Info),
+    };
+    (reply, After::Continue)
+}
+
+/// The cluster has only database 0; saying so beats silently writing to the wrong place.
+fn select(db: &[u8]) -> Reply {
+    match std::str::from_utf8(db)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        Some(0) => Reply::ok(),
+        Some(_) => Reply::error_line("ERR SELECT is not allowed in cluster mode"),
+        None => Reply::error_line("ERR value is not an integer or out of range"),
+    }
+}
+
+/// Redis' rule: printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+fn set_info(args: &[Bytes], client: &mut ClientState) -> Reply {
+    let attr = args[2].to_ascii_lowercase();
+    let value = args[3].clone();
+    if !valid_name(&value) && !value.is_empty() {
+        return Reply::error_line(
+            "ERR lib-name or lib-ver cannot contain spaces, newlines or special characters.",
+        );
+    }
+    match attr.as_slice() {
+        b"lib-name" => client.lib_name = Some(value),
+        b"lib-ver" => client.lib_ver = Some(value),
+        _ => {
+            return Reply::error_line(&format!(
+                "ERR Unrecognized option '{}'",
+                String::from_utf8_lossy(&args[2])
+            ))
+        }
+    }
+    Reply::ok()
+}
+
+fn client_info(client: &ClientState) -> String {
+    fn text(b: &Option<Bytes>) -> std::borrow::Cow<'_, str> {
+        b.as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+    }
+    format!(
+        "id={} name={} db=0 lib-name={} lib-ver={} resp=2\n",
+        client.id,
+        text(&client.name),
+        text(&client.lib_name),
+        text(&client.lib_ver)
+    )
+}
+
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken so far, and an
+/// unsupported version gets the `NOPROTO` error clients fall back on.
+fn hello(args: &[Bytes], client: &mut ClientState) -> Reply {
+    let mut rest = args[1..].iter();
+    if let Some(ver) = rest.next() {
+        match std::str::from_utf8(ver)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            Some(2) => {}
+            Some(_) => return Reply::error_line("NOPROTO unsupported protocol version"),
+            None => {
+                return Reply::error_line("ERR Protocol version is not an integer or out of range")
+            }
+        }
+    }
+    let mut name = None;
+    while let Some(opt) = rest.next() {
+        match opt.to_ascii_uppercase().as_slice() {
+            b"AUTH" => return Reply::error_line("ERR slotgate does not support AUTH yet"),
+            b"SETNAME" => {
+                match rest.next() {
+                    Some(n) if valid_name(n) => name = Some(n.clone()),
+                    Some(_) => return Reply::error_line(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    ),
+                    None => return Reply::error_line("ERR Syntax error in HELLO option 'SETNAME'"),
+                }
+            }
+            _ => {
+                return Reply::error_line(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(opt)
+                ))
+            }
+        }
+    }
+    if name.is_some() {
+        client.name = name;
+    }
+    Reply::array(&[
+        Reply::bulk(b"server"),
+        Reply::bulk(b"redis"),
+        Reply::bulk(b"version"),
+        Reply::bulk(REDIS_VERSION.as_bytes()),
+        Reply::bulk(b"proto"),
+        Reply::integer_reply(2),
+        Reply::bulk(b"id"),
+        Reply::integer_reply(client.id as i64),
+        Reply::bulk(b"mode"),
+        Reply::bulk(b"standalone"),
+        Reply::bulk(b"role"),
+        Reply::bulk(b"master"),
+        Reply::bulk(b"modules"),
+        Reply::array(&[]),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<Bytes> {
+        v.iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
+    }
+
+    fn run(cmd: LocalCommand, v: &[&str], c: &mut ClientState) -> Reply {
+        answer(cmd, &args(v), c).0
+    }
+
+    #[test]
+    fn ping_echo_select() {
+        let c = &mut ClientState::default();
+        assert_eq!(run(LocalCommand::Ping, &["PING"], c), Reply::simple("PONG"));
+        assert_eq!(
+            run(LocalCommand::Ping, &["PING", "hi"], c),
+            Reply::bulk(b"hi")
+        );
+        assert_eq!(
+            run(LocalCommand::Echo, &["ECHO", "x"], c),
+            Reply::bulk(b"x")
+        );
+        assert_eq!(run(LocalCommand::Select, &["SELECT", "0"], c), Reply::ok());
+        assert_eq!(
+            run(LocalCommand::Select, &["SELECT", "1"], c),
+            Reply::error_line("ERR SELECT is not allowed in cluster mode")
+        );
+        assert_eq!(
+            run(LocalCommand::Select, &["SELECT", "x"], c),
+            Reply::error_line("ERR value is not an integer or out of range")
+        );
+    }
+
+    #[test]
+    fn client_name_round_trip() {
+        let c = &mut ClientState {
+            id: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(LocalCommand::ClientGetName, &["CLIENT", "GETNAME"], c),
+            Reply::null_bulk()
+        );
+        assert_eq!(
+            run(
+                LocalCommand::ClientSetName,
+                &["CLIENT", "SETNAME", "app1"],
+                c
+            ),
+            Reply::ok()
+        );
+        assert_eq!(
+            run(LocalCommand::ClientGetName, &["CLIENT", "GETNAME"], c),
+            Reply::bulk(b"app1")
+        );
+        assert!(run(
+            LocalCommand::ClientSetName,
+            &["CLIENT", "SETNAME", "a b"],
+            c
+        )
+        .error()
+        .is_some());
+        assert_eq!(
+            run(LocalCommand::ClientId, &["CLIENT", "ID"], c),
+            Reply::integer_reply(7)
+        );
+        assert_eq!(
+            run(
+                LocalCommand::ClientSetInfo,
+                &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"],
+                c
+            ),
+            Reply::ok()
+        );
+    }
+
+    #[test]
+    fn hello_versions() {
+        let c = &mut ClientState::default();
+        assert!(run(LocalCommand::Hello, &["HELLO"], c)
+            .array_elements()
+            .is_some());
+        assert!(run(LocalCommand::Hello, &["HELLO", "2", "SETNAME", "n"], c)
+            .array_elements()
+            .is_some());
+        assert_eq!(c.name.as_deref(), Some(&b"n"[..]));
+        assert_eq!(
+            run(LocalCommand::Hello, &["HELLO", "3"], c),
+            Reply::error_line("NOPROTO unsupported protocol version")
+        );
+    }
+
+    #[test]
+    fn quit_closes() {
+        let (r, after) = answer(
+            LocalCommand::Quit,
+            &args(&["QUIT"]),
+            &mut ClientState::default(),
+        );
+        assert_eq!((r, after), (Reply::ok(), After::Close));
+    }
+}

@@ -1,0 +1,179 @@
+//! One client connection. The only place that guarantees reply order: every request becomes a
+//! future in an ordered queue, and replies are written in the order the requests arrived, however
+//! the backends they went to race each other.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use super::info::{self, Keyspace, Sections};
+use super::local::{self, After, ClientState};
+use super::Frontend;
+use crate::command::Plan;
+use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
+use crate::route::Router;
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// Replies at least this big are written straight from their buffer instead of being copied into
+/// the batch.
+const DIRECT_WRITE: usize = 64 * 1024;
+
+pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
+    let id = fe.next_client_id.fetch_add(1, Ordering::Relaxed);
+    fe.metrics.client_connections.inc();
+    fe.metrics.client_connections_total.inc();
+    let (rd, mut wr) = stream.into_split();
+    let mut requests =
+        FramedRead::with_capacity(rd, RequestCodec::new(fe.settings.limits), 16 * 1024);
+    let mut session = Session {
+        fe: fe.clone(),
+        client: ClientState {
+            id,
+            ..Default::default()
+        },
+        inflight: FuturesOrdered::new(),
+        reading: true,
+    };
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let max_pipeline = fe.settings.max_pipeline;
+    let idle = fe.settings.idle_timeout;
+    let idle_sleep = tokio::time::sleep(idle.unwrap_or(std::time::Duration::MAX / 4));
+    tokio::pin!(idle_sleep);
+    loop {
+        tokio::select! {
+            biased;
+            Some(reply) = session.inflight.next(), if !session.inflight.is_empty() => {
+                session.count(&reply);
+                if push(&mut wr, &mut out, reply).await.is_err() {
+                    break;
+                }
+                // Gather every reply that is already done, then write them with one syscall.
+                while let Some(Some(reply)) = session.inflight.next().now_or_never() {
+                    session.count(&reply);
+                    if push(&mut wr, &mut out, reply).await.is_err() {
+                        break;
+                    }
+                }
+                if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+            }
+            next = requests.next(), if session.reading && session.inflight.len() < max_pipeline => {
+                match next {
+                    Some(Ok(req)) => {
+                        if let Some(d) = idle {
+                            idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
+                        }
+                        session.dispatch(req);
+                    }
+                    Some(Err(ProtocolError::Io(_))) | None => session.reading = false,
+                    Some(Err(e)) => {
+                        // As Redis does: answer what came before, report the error, close.
+                        fe.metrics.protocol_errors_total.inc();
+                        tracing::debug!(client = id, error = %e, "protocol error");
+                        session.ready(Reply::error_line(&format!("ERR {e}")));
+                        session.reading = false;
+                    }
+                }
+            }
+            () = &mut idle_sleep, if idle.is_some() && session.inflight.is_empty() => break,
+            else => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+    fe.metrics.client_connections.dec();
+}
+
+/// Appends a reply to the batch, writing large ones (and the batch before them) directly.
+async fn push(wr: &mut OwnedWriteHalf, out: &mut BytesMut, reply: Reply) -> std::io::Result<()> {
+    let bytes = reply.bytes();
+    if bytes.len() < DIRECT_WRITE {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
+    if !out.is_empty() {
+        wr.write_all(out).await?;
+        out.clear();
+    }
+    wr.write_all(bytes).await
+}
+
+struct Session {
+    fe: Arc<Frontend>,
+    client: ClientState,
+    inflight: FuturesOrdered<ReplyFuture>,
+    reading: bool,
+}
+
+impl Session {
+    fn ready(&mut self, reply: Reply) {
+        self.inflight.push_back(Box::pin(std::future::ready(reply)));
+    }
+
+    fn count(&self, reply: &Reply) {
+        self.fe.commands_processed.fetch_add(1, Ordering::Relaxed);
+        if reply.error().is_some() {
+            self.fe.metrics.requests_error.inc();
+        } else {
+            self.fe.metrics.requests_ok.inc();
+        }
+    }
+
+    fn dispatch(&mut self, req: Request) {
+        let plan = self.fe.router.classify(&req);
+        match plan {
+            Plan::Local(cmd) => match local::answer(cmd, req.args(), &mut self.client) {
+                (reply, After::Continue) => self.ready(reply),
+                (reply, After::Close) => {
+                    self.ready(reply);
+                    self.reading = false;
+                }
+                (_, After::Info) => self.info(&req),
+            },
+            plan => {
+                let router = self.fe.router.clone();
+                let affinity = self.client.id as usize;
+                self.inflight.push_back(Box::pin(async move {
+                    router.execute(&req, plan, affinity).await
+                }));
+            }
+        }
+    }
+
+    fn info(&mut self, req: &Request) {
+        let sections = Sections::parse(req.args());
+        let fe = self.fe.clone();
+        let stats = fe.stats();
+        let affinity = self.client.id as usize;
+        self.inflight.push_back(Box::pin(async move {
+            let keyspace = match sections.needs_keyspace() {
+                true => Some(keyspace(&fe.router, fe.settings.limits, affinity).await),
+                false => None,
+            };
+            Reply::bulk(info::render(&sections, &stats, keyspace.as_ref()).as_bytes())
+        }));
+    }
+}
+
+/// Sums `INFO keyspace` over the masters; a master that fails to answer is left out.
+async fn keyspace(router: &Router, limits: crate::protocol::Limits, affinity: usize) -> Keyspace {
+    let mut ks = Keyspace::default();
+    let cmd = Router::command(&[b"INFO", b"keyspace"]);
+    for reply in router.fan_out(cmd, affinity).await.into_iter().flatten() {
+        if let Ok(Frame::Bulk(text)) = reply.parse(&limits) {
+            ks.add(&text);
+        }
+    }
+    ks
+}

@@ -1,0 +1,232 @@
+//! Counters and gauges the data path bumps, and the HTTP endpoint that exposes them.
+//!
+//! The metrics live in their own [`Registry`] rather than prometheus's global one, so each test
+//! (and each proxy instance in one process) counts on its own.
+//!
+//! Labelled families are resolved to their children once, here: the data path holds a plain
+//! [`IntCounter`] per label value and pays one atomic add per event, instead of a hash lookup
+//! and a lock on the family for every request. Creating every child up front also makes each
+//! series exist at 0 from the first scrape, so `rate()` and alerts on "errors > 0" work before
+//! the first error. The label values are few and fixed; anything open-ended (a command name, a
+//! node address) would need a family kept here instead, and never goes into a metric name.
+
+pub mod http;
+
+pub use http::{serve, HealthSource};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The proxy's metrics. Cheap to share behind an `Arc`; every field is lock-free to update.
+#[derive(Clone)]
+pub struct Metrics {
+    /// What `/metrics` encodes; holds every metric below.
+    pub registry: Registry,
+    /// Client connections open now.
+    pub client_connections: IntGauge,
+    /// Client connections accepted since start; with the gauge, shows churn.
+    pub client_connections_total: IntCounter,
+    /// Requests answered with a normal reply (`slotgate_requests_total{result="ok"}`).
+    pub requests_ok: IntCounter,
+    /// Requests answered with an error reply, whether from the proxy or the node
+    /// (`slotgate_requests_total{result="error"}`).
+    pub requests_error: IntCounter,
+    /// MOVED redirections followed; a steady rate means a stale slot map.
+    pub redirections_moved: IntCounter,
+    /// ASK redirections followed; expected while slots migrate.
+    pub redirections_ask: IntCounter,
+    /// Slot-map refreshes that produced a topology.
+    pub topology_refreshes_ok: IntCounter,
+    /// Slot-map refreshes that failed; the previous topology stays in use.
+    pub topology_refreshes_error: IntCounter,
+    /// Backend connections open now.
+    pub backend_connections: IntGauge,
+    /// Backend connections re-established after a failure.
+    pub backend_reconnects_total: IntCounter,
+    /// Client input that was not valid RESP or broke a protocol limit.
+    pub protocol_errors_total: IntCounter,
+}
+
+impl Metrics {
+    /// Builds and registers every metric. Panics only on a programming error (a duplicate or
+    /// malformed name), which the unit tests would catch first.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique gauge");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique counter");
+            c
+        };
+        let family = |name: &str, help: &str, label: &str| {
+            let v = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid family");
+            registry
+                .register(Box::new(v.clone()))
+                .expect("unique family");
+            v
+        };
+
+        let requests = family(
+            "slotgate_requests_total",
+            "Client requests answered, by result.",
+            "result",
+        );
+        let redirections = family(
+            "slotgate_redirections_total",
+            "MOVED and ASK redirections followed, by kind.",
+            "kind",
+        );
+        let refreshes = family(
+            "slotgate_topology_refreshes_total",
+            "Slot-map refreshes, by result.",
+            "result",
+        );
+
+        Self {
+            client_connections: gauge(
+                "slotgate_client_connections",
+                "Client connections open now.",
+            ),
+            client_connections_total: counter(
+                "slotgate_client_connections_total",
+                "Client connections accepted.",
+            ),
+            requests_ok: requests.with_label_values(&["ok"]),
+            requests_error: requests.with_label_values(&["error"]),
+            redirections_moved: redirections.with_label_values(&["moved"]),
+            redirections_ask: redirections.with_label_values(&["ask"]),
+            topology_refreshes_ok: refreshes.with_label_values(&["ok"]),
+            topology_refreshes_error: refreshes.with_label_values(&["error"]),
+            backend_connections: gauge(
+                "slotgate_backend_connections",
+                "Backend connections open now.",
+            ),
+            backend_reconnects_total: counter(
+                "slotgate_backend_reconnects_total",
+                "Backend connections re-established after a failure.",
+            ),
+            protocol_errors_total: counter(
+                "slotgate_protocol_errors_total",
+                "Client input rejected as invalid RESP or over a limit.",
+            ),
+            registry,
+        }
+    }
+
+    /// The registry in Prometheus text format, as `/metrics` serves it.
+    pub fn encode_text(&self) -> Result<String, prometheus::Error> {
+        let mut out = String::new();
+        prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn family_names(m: &Metrics) -> Vec<String> {
+        let mut names: Vec<_> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn registers_every_family() {
+        assert_eq!(
+            family_names(&Metrics::new()),
+            [
+                "slotgate_backend_connections",
+                "slotgate_backend_reconnects_total",
+                "slotgate_client_connections",
+                "slotgate_client_connections_total",
+                "slotgate_protocol_errors_total",
+                "slotgate_redirections_total",
+                "slotgate_requests_total",
+                "slotgate_topology_refreshes_total",
+            ]
+        );
+    }
+
+    #[test]
+    fn labelled_series_exist_at_zero_before_any_event() {
+        let text = Metrics::new().encode_text().unwrap();
+        for line in [
+            "slotgate_requests_total{result=\"ok\"} 0",
+            "slotgate_requests_total{result=\"error\"} 0",
+            "slotgate_redirections_total{kind=\"moved\"} 0",
+            "slotgate_redirections_total{kind=\"ask\"} 0",
+            "slotgate_topology_refreshes_total{result=\"ok\"} 0",
+            "slotgate_topology_refreshes_total{result=\"error\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn pre_resolved_children_update_their_family() {
+        let m = Metrics::new();
+        m.requests_ok.inc();
+        m.requests_ok.inc();
+        m.requests_error.inc();
+        m.redirections_ask.inc();
+        m.topology_refreshes_error.inc();
+        m.client_connections.set(3);
+        m.backend_reconnects_total.inc_by(4);
+        let text = m.encode_text().unwrap();
+        for line in [
+            "slotgate_requests_total{result=\"ok\"} 2",
+            "slotgate_requests_total{result=\"error\"} 1",
+            "slotgate_redirections_total{kind=\"ask\"} 1",
+            "slotgate_redirections_total{kind=\"moved\"} 0",
+            "slotgate_topology_refreshes_total{result=\"error\"} 1",
+            "slotgate_client_connections 3",
+            "slotgate_backend_reconnects_total 4",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn instances_do_not_share_counts() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.protocol_errors_total.inc();
+        assert_eq!(b.protocol_errors_total.get(), 0);
+        // A clone is the same metrics, not a copy: handles share their atomics.
+        let a2 = a.clone();
+        a2.protocol_errors_total.inc();
+        assert_eq!(a.protocol_errors_total.get(), 2);
+    }
+}

@@ -1,0 +1,24 @@
+//! RESP2 bytes <-> frames. Pure: no sockets, no routing; every limit on peer input lives here.
+//!
+//! Requests and replies are kept as slices of the buffer they arrived in, so the common path
+//! (forward a request as sent, forward a reply as received) never copies a payload.
+
+mod encode;
+mod error;
+mod frame;
+mod inline;
+mod limits;
+mod line;
+mod reply;
+mod request;
+mod scan;
+
+#[cfg(test)]
+mod proptests;
+
+pub use encode::encode_command;
+pub use error::ProtocolError;
+pub use frame::Frame;
+pub use limits::Limits;
+pub use reply::{Reply, ReplyCodec};
+pub use request::{Request, RequestCodec};

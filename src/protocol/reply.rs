@@ -1,0 +1,191 @@
+//! Backend replies, kept as the exact bytes the backend sent so they are forwarded untouched;
+//! only the few replies the proxy must understand (errors, redirects, merges) get looked into.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::encode::{bulk_len, header_len, put_bulk, put_header, put_integer, put_line};
+use super::error::ProtocolError;
+use super::frame::Frame;
+use super::limits::{reserve_for, Limits, PREALLOC_CAP};
+use super::line::parse_int;
+use super::request::Request;
+use super::scan::{Cursor, Header, Scanner};
+
+/// One complete reply from a backend, kept as the exact bytes it sent (forwarded byte-exact).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply(pub Bytes);
+
+impl Reply {
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The error line without the leading '-' and trailing CRLF, when this is an error reply;
+    /// enough to spot MOVED/ASK/TRYAGAIN without parsing anything else.
+    pub fn error(&self) -> Option<&[u8]> {
+        self.line(b'-')
+    }
+
+    /// The value of a `:N` reply.
+    pub fn integer(&self) -> Option<i64> {
+        self.line(b':').and_then(parse_int)
+    }
+
+    /// Exactly `+OK`.
+    pub fn is_ok(&self) -> bool {
+        self.0[..] == b"+OK\r\n"[..]
+    }
+
+    /// Raw element slices (each one complete reply) of a top-level array reply; None if not an
+    /// array (or a null array, or malformed). Zero-copy, so merging replies to a split command
+    /// costs no payload copies.
+    pub fn array_elements(&self) -> Option<Vec<Reply>> {
+        let mut cursor = Cursor::default();
+        let Ok(Some((Header::Array(len), mut pos))) = cursor.header(&self.0, 0, &Limits::UNLIMITED)
+        else {
+            return None;
+        };
+        let mut elements = Vec::with_capacity(len.min(PREALLOC_CAP));
+        for _ in 0..len {
+            let end = Scanner::at(pos)
+                .scan(&self.0, &Limits::UNLIMITED)
+                .ok()
+                .flatten()?;
+            elements.push(Reply(self.0.slice(pos..end)));
+            pos = end;
+        }
+        Some(elements)
+    }
+
+    /// The reply as a tree, for the rare caller that must look deeper than `error()` or
+    /// `array_elements()`. The reply must be exactly one frame.
+    pub fn parse(&self, limits: &Limits) -> Result<Frame, ProtocolError> {
+        match Frame::parse(&self.0, limits)? {
+            None => Err(ProtocolError::Incomplete),
+            Some((frame, used)) if used == self.0.len() => Ok(frame),
+            Some(_) => Err(ProtocolError::TrailingBytes),
+        }
+    }
+
+    /// `"-{msg}\r\n"`; CR/LF in `msg` become spaces so a message can never inject a reply.
+    pub fn error_line(msg: &str) -> Reply {
+        Reply::line_reply(b'-', msg)
+    }
+
+    /// `"+{msg}\r\n"`, with CR/LF turned into spaces like `error_line`.
+    pub fn simple(msg: &str) -> Reply {
+        Reply::line_reply(b'+', msg)
+    }
+
+    pub fn integer_reply(n: i64) -> Reply {
+        let mut dst = BytesMut::with_capacity(23);
+        put_integer(&mut dst, n);
+        Reply(dst.freeze())
+    }
+
+    pub fn bulk(b: &[u8]) -> Reply {
+        let mut dst = BytesMut::with_capacity(bulk_len(b.len()));
+        put_bulk(&mut dst, b);
+        Reply(dst.freeze())
+    }
+
+    pub fn null_bulk() -> Reply {
+        Reply(Bytes::from_static(b"$-1\r\n"))
+    }
+
+    pub fn ok() -> Reply {
+        Reply(Bytes::from_static(b"+OK\r\n"))
+    }
+
+    /// "*N\r\n" followed by the elements' bytes, copied once into one buffer.
+    pub fn array(elements: &[Reply]) -> Reply {
+        let body: usize = elements.iter().map(|e| e.0.len()).sum();
+        let mut dst = BytesMut::with_capacity(header_len(elements.len()) + body);
+        put_header(&mut dst, b'*', elements.len());
+        elements.iter().for_each(|e| dst.put_slice(&e.0));
+        Reply(dst.freeze())
+    }
+
+    fn line_reply(prefix: u8, msg: &str) -> Reply {
+        let mut dst = BytesMut::with_capacity(msg.len() + 3);
+        put_line(&mut dst, prefix, msg.as_bytes());
+        Reply(dst.freeze())
+    }
+
+    fn line(&self, prefix: u8) -> Option<&[u8]> {
+        self.0
+            .strip_prefix(&[prefix])
+            .and_then(|rest| rest.strip_suffix(b"\r\n"))
+    }
+}
+
+impl From<&Frame> for Reply {
+    /// Lets replies the proxy composes as a tree be queued like any forwarded one.
+    fn from(frame: &Frame) -> Reply {
+        let mut dst = BytesMut::new();
+        frame.encode(&mut dst);
+        Reply(dst.freeze())
+    }
+}
+
+/// Decodes backend replies: any RESP2 type, nested up to `max_depth`; validates structure and
+/// yields the raw bytes of one whole reply (`split_to(n).freeze()`, no copy).
+///
+/// Validation progress is kept between calls (see `RequestCodec` for the buffer contract), so
+/// a 64 MiB bulk costs one header read per call and a million-element array is walked once.
+#[derive(Debug)]
+pub struct ReplyCodec {
+    limits: Limits,
+    scanner: Scanner,
+}
+
+impl ReplyCodec {
+    pub fn new(limits: Limits) -> Self {
+        ReplyCodec {
+            limits,
+            scanner: Scanner::default(),
+        }
+    }
+}
+
+impl Decoder for ReplyCodec {
+    type Item = Reply;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
+        match self.scanner.scan(src, &self.limits) {
+            Ok(Some(len)) => {
+                self.scanner.reset();
+                Ok(Some(Reply(src.split_to(len).freeze())))
+            }
+            Ok(None) => {
+                reserve_for(src, self.scanner.cursor.need);
+                Ok(None)
+            }
+            Err(e) => {
+                self.scanner.reset();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The backend side writes requests, so `Framed<_, ReplyCodec>` is a sink of requests (sent as
+/// the client's own bytes when possible) and a stream of their replies.
+impl Encoder<Request> for ReplyCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, request: Request, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        request.encode(dst);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "reply_tests.rs"]
+mod tests;

@@ -1,0 +1,48 @@
+use crate::backend::BackendError;
+use crate::cluster::Slot;
+use crate::protocol::Reply;
+
+/// Why a request got no answer from the cluster. Display is the exact error line the client
+/// receives (without the leading `-`), starting with a Redis-style error code.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// Redis' own words for a slot nobody serves, so clients that handle it keep working.
+    #[error("CLUSTERDOWN Hash slot not served")]
+    SlotUnserved(Slot),
+    #[error("ERR slotgate: too many redirections for slot {slot} (limit {limit})")]
+    TooManyRedirects { slot: Slot, limit: u32 },
+    #[error("ERR slotgate: {0}")]
+    Backend(#[from] BackendError),
+    /// Some slots of a split command failed and the others succeeded: the client must know that a
+    /// multi-slot write is not atomic.
+    #[error("ERR slotgate: {failed} of {total} slot groups failed, the others succeeded; first failure: {first}")]
+    SplitFailed {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
+    #[error("ERR slotgate: unexpected reply from {0}")]
+    UnexpectedReply(&'static str),
+}
+
+impl RouteError {
+    pub fn to_reply(&self) -> Reply {
+        Reply::error_line(&self.to_string())
+    }
+
+    /// A stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouteError::CrossSlot => "crossslot",
+            RouteError::SlotUnserved(_) => "slot_unserved",
+            RouteError::TooManyRedirects { .. } => "too_many_redirects",
+            RouteError::Backend(BackendError::Unavailable { .. }) => "backend_unavailable",
+            RouteError::Backend(BackendError::ConnectionLost { .. }) => "backend_connection_lost",
+            RouteError::Backend(BackendError::Timeout { .. }) => "backend_timeout",
+            RouteError::SplitFailed { .. } => "split_failed",
+            RouteError::UnexpectedReply(_) => "unexpected_reply",
+        }
+    }
+}

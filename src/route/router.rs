@@ -1,0 +1,270 @@
+//! Executing a classified request against the cluster: pick the master from the current snapshot,
+//! follow MOVED/ASK/TRYAGAIN, fan out split commands and merge their replies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+
+use super::error::RouteError;
+use super::merge::{merge, PartResult};
+use super::redirect::{self, Redirect};
+use super::split;
+use super::table::RouteTable;
+use crate::backend::{Node, Pool};
+use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, TopologySink};
+use crate::command::{CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::metrics::Metrics;
+use crate::protocol::{encode_command, Reply, Request};
+
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+pub struct Router {
+    table: ArcSwap<RouteTable>,
+    commands: ArcSwap<CommandTable>,
+    pool: Pool,
+    trigger: RefreshTrigger,
+    max_redirects: u32,
+    metrics: Arc<Metrics>,
+}
+
+impl Router {
+    pub fn new(
+        pool: Pool,
+        trigger: RefreshTrigger,
+        max_redirects: u32,
+        metrics: Arc<Metrics>,
+    ) -> Router {
+        let table = RouteTable::build(Topology::empty(), &pool);
+        Router {
+            table: ArcSwap::from_pointee(table),
+            commands: ArcSwap::from_pointee(CommandTable::builtin()),
+            pool,
+            trigger,
+            max_redirects,
+            metrics,
+        }
+    }
+
+    pub fn classify(&self, req: &Request) -> Plan {
+        self.commands.load().classify(req)
+    }
+
+    /// Replaces the command table, e.g. after learning the backend's `COMMAND` reply.
+    pub fn set_commands(&self, table: CommandTable) {
+        self.commands.store(Arc::new(table));
+    }
+
+    /// Every slot has a master: the proxy can serve any key.
+    pub fn is_ready(&self) -> bool {
+        self.table.load().topology.is_complete()
+    }
+
+    pub fn topology(&self) -> Arc<Topology> {
+        self.table.load().topology.clone()
+    }
+
+    /// Runs a request whose plan needs the cluster. `affinity` keeps one client on one connection
+    /// per node, so its commands to that node keep their order.
+    pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize) -> Reply {
+        let result = match plan {
+            Plan::Keyed(keys) => self.keyed(req, keys, affinity).await,
+            Plan::AnyMaster => self.any_master(req.to_resp(), affinity).await,
+            Plan::Split(kind) => self.split(req, kind, affinity).await,
+            Plan::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
+            Plan::Reject(r) => return Reply::error_line(&r.rejection(req).to_string()),
+            Plan::Local(_) => Err(RouteError::UnexpectedReply("a local command")),
+        };
+        match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::debug!(error = %e, kind = e.kind(), "request failed");
+                e.to_reply()
+            }
+        }
+    }
+
+    async fn keyed(&self, req: &Request, keys: Keys, affinity: usize) -> Result<Reply, RouteError> {
+        let args = req.args();
+        let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
+        let Some(slot) = slots.next() else {
+            return self.any_master(req.to_resp(), affinity).await;
+        };
+        if slots.any(|s| s != slot) {
+            return Err(RouteError::CrossSlot);
+        }
+        self.send_to_slot(slot, req.to_resp(), affinity).await
+    }
+
+    async fn split(
+        &self,
+        req: &Request,
+        kind: SplitKind,
+        affinity: usize,
+    ) -> Result<Reply, RouteError> {
+        let args = req.args();
+        if let Some(slot) = split::common_slot(args, kind) {
+            return self.send_to_slot(slot, req.to_resp(), affinity).await;
+        }
+        let parts = split::split(args, kind);
+        let keys = match kind {
+            SplitKind::MSet => (args.len() - 1) / 2,
+            SplitKind::MGet | SplitKind::SumKeys => args.len() - 1,
+        };
+        let results = join_all(
+            parts
+                .iter()
+                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity)),
+        )
+        .await;
+        merge(kind, keys, &parts, results)
+    }
+
+    async fn any_master(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
+        let masters = self.table.load().serving_masters();
+        if masters.is_empty() {
+            self.trigger.request();
+            return Err(RouteError::SlotUnserved(Slot::for_key(b"")));
+        }
+        let node = &masters[affinity % masters.len()];
+        Ok(node.send(bytes, 0, affinity).await?)
+    }
+
+    async fn sum_all(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
+        let results = self.fan_out(bytes, affinity).await;
+        let mut sum = 0i64;
+        for r in results {
+            let r = r?;
+            match r.integer() {
+                Some(n) => sum = sum.saturating_add(n),
+                None if r.error().is_some() => return Ok(r),
+                None => return Err(RouteError::UnexpectedReply("a fanned-out command")),
+            }
+        }
+        Ok(Reply::integer_reply(sum))
+    }
+
+    /// Sends the same command to every serving master and returns their replies.
+    pub async fn fan_out(&self, bytes: Bytes, affinity: usize) -> Vec<PartResult> {
+        let masters = self.table.load().serving_masters();
+        if masters.is_empty() {
+            self.trigger.request();
+            return vec![Err(RouteError::SlotUnserved(Slot::for_key(b"")))];
+        }
+        join_all(masters.iter().map(|n| async {
+            n.send(bytes.clone(), 0, affinity)
+                .await
+                .map_err(RouteError::from)
+        }))
+        .await
+    }
+
+    /// Sends to the master of `slot`, following redirections until a real answer arrives.
+    pub async fn send_to_slot(
+        &self,
+        slot: Slot,
+        bytes: Bytes,
+        affinity: usize,
+    ) -> Result<Reply, RouteError> {
+        // Where to send next when a redirect overrides the slot map, and whether to ASK.
+        let mut redirected: Option<(Arc<Node>, bool)> = None;
+        for attempt in 0..=self.max_redirects {
+            let (node, asking) = match redirected.take() {
+                Some(target) => target,
+                None => match self.table.load().master_for(slot) {
+                    Some(n) => (n.clone(), false),
+                    None => {
+                        self.trigger.request();
+                        return Err(RouteError::SlotUnserved(slot));
+                    }
+                },
+            };
+            let sent = if asking {
+                let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
+                b.extend_from_slice(ASKING);
+                b.extend_from_slice(&bytes);
+                node.send(b.freeze(), 1, affinity).await
+            } else {
+                node.send(bytes.clone(), 0, affinity).await
+            };
+            let reply = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    self.trigger.request();
+                    return Err(e.into());
+                }
+            };
+            match redirect::classify(&reply, node.addr()) {
+                None => {
+                    if redirect::is_cluster_down(&reply) {
+                        self.trigger.request();
+                    }
+                    return Ok(reply);
+                }
+                Some(Redirect::Moved { slot: moved, addr }) => {
+                    self.metrics.redirections_moved.inc();
+                    self.apply_moved(moved, &addr);
+                    redirected = Some((self.pool.node(&addr), false));
+                }
+                Some(Redirect::Ask { addr }) => {
+                    self.metrics.redirections_ask.inc();
+                    redirected = Some((self.pool.node(&addr), true));
+                }
+                Some(Redirect::TryAgain) => {
+                    // Keys of one slot are split across two nodes mid-migration; wait for it to move on.
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                }
+            }
+        }
+        Err(RouteError::TooManyRedirects {
+            slot,
+            limit: self.max_redirects,
+        })
+    }
+
+    /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.
+    fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
+        if !self.table.load().already_routes(slot, addr) {
+            self.table.rcu(|cur| {
+                if cur.already_routes(slot, addr) {
+                    return Arc::clone(cur);
+                }
+                Arc::new(RouteTable::build(
+                    cur.topology.with_slot_moved(slot, addr),
+                    &self.pool,
+                ))
+            });
+        }
+        self.trigger.request();
+    }
+
+    /// Builds a command for every master, e.g. `INFO keyspace`.
+    pub fn command(args: &[&[u8]]) -> Bytes {
+        let mut b = BytesMut::new();
+        encode_command(args.iter().copied(), &mut b);
+        b.freeze()
+    }
+}
+
+impl TopologySink for Router {
+    fn current(&self) -> Arc<Topology> {
+        self.topology()
+    }
+
+    fn install(&self, next: Topology) {
+        let table = RouteTable::build(next, &self.pool);
+        let keep = table.topology.all_nodes();
+        self.table.store(Arc::new(table));
+        self.pool.retain(&keep);
+    }
+
+    fn refreshed(&self, ok: bool) {
+        if ok {
+            self.metrics.topology_refreshes_ok.inc();
+        } else {
+            self.metrics.topology_refreshes_error.inc();
+        }
+    }
+}

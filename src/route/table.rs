@@ -1,0 +1,42 @@
+use std::sync::Arc;
+
+use crate::backend::{Node, Pool};
+use crate::cluster::{NodeAddr, Slot, Topology};
+
+/// The snapshot the hot path loads once per request: the slot map plus, for each of its shards,
+/// the master's connections, so routing is two array lookups and no hash map.
+pub struct RouteTable {
+    pub topology: Arc<Topology>,
+    masters: Vec<Arc<Node>>,
+}
+
+impl RouteTable {
+    pub fn build(topology: Topology, pool: &Pool) -> RouteTable {
+        let masters = topology
+            .shards()
+            .iter()
+            .map(|s| pool.node(&s.master))
+            .collect();
+        RouteTable {
+            topology: Arc::new(topology),
+            masters,
+        }
+    }
+
+    pub fn master_for(&self, slot: Slot) -> Option<&Arc<Node>> {
+        self.topology.shard_of(slot).map(|i| &self.masters[i])
+    }
+
+    /// Masters that serve at least one slot.
+    pub fn serving_masters(&self) -> Vec<Arc<Node>> {
+        self.topology
+            .serving_shards()
+            .map(|(i, _)| self.masters[i].clone())
+            .collect()
+    }
+
+    /// Whether a MOVED to `addr` for `slot` is news; many in-flight requests report the same move.
+    pub fn already_routes(&self, slot: Slot, addr: &NodeAddr) -> bool {
+        self.topology.master_of(slot) == Some(addr)
+    }
+}

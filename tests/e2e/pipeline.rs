@@ -1,0 +1,82 @@
+//! Pipelining, binary safety and big values through the proxy.
+
+use redis::Value;
+
+use crate::{env, q};
+
+#[test]
+fn ten_thousand_command_pipeline_answers_in_order() {
+    let mut c = env().proxy.client();
+    let mut pipe = redis::pipe();
+    for i in 0..5000 {
+        // Consecutive keys land on different masters; replies must still come back in order.
+        pipe.cmd("SET").arg(format!("pl:{i}")).arg(i);
+        pipe.cmd("GET").arg(format!("pl:{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
+    assert_eq!(replies.len(), 10_000);
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(pair[0], Value::Okay, "SET #{i}");
+        assert_eq!(
+            pair[1],
+            Value::BulkString(i.to_string().into_bytes()),
+            "GET #{i}"
+        );
+    }
+}
+
+#[test]
+fn binary_keys_and_values() {
+    let mut c = env().proxy.client();
+    let all: Vec<u8> = (0..=255u8).collect();
+    let key: Vec<u8> = [b"bin:\r\n\0{".as_slice(), &all].concat();
+    let _: () = redis::cmd("SET").arg(&key).arg(&all).query(&mut c).unwrap();
+    let got: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut c).unwrap();
+    assert_eq!(got, all);
+    let got: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+        .arg(&key)
+        .arg(b"bin:other\r\n")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(got, vec![Some(all.clone()), None]);
+}
+
+#[test]
+fn sixty_four_mib_value() {
+    let mut c = env().proxy.client();
+    let value: Vec<u8> = (0..64 * 1024 * 1024)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    let _: () = redis::cmd("SET")
+        .arg("big:64m")
+        .arg(&value)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        q(&mut c, &["STRLEN", "big:64m"]),
+        Value::Int(64 * 1024 * 1024)
+    );
+    let got: Vec<u8> = redis::cmd("GET").arg("big:64m").query(&mut c).unwrap();
+    assert!(got == value, "64 MiB value came back different");
+    let _: () = redis::cmd("DEL").arg("big:64m").query(&mut c).unwrap();
+}
+
+#[test]
+fn many_clients_at_once() {
+    let proxy = &env().proxy;
+    let handles: Vec<_> = (0..50)
+        .map(|t| {
+            let mut c = proxy.client();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let k = format!("mc:{t}:{i}");
+                    q(&mut c, &["SET", &k, &k]);
+                    assert_eq!(q(&mut c, &["GET", &k]), Value::BulkString(k.into_bytes()));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
