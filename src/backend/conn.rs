@@ -52,8 +52,19 @@ impl Conn {
         Conn { tx }
     }
 
+    /// Queues a request. Ordering depends on this: a client's requests must enter the channel in
+    /// the order the session first polls them. `try_send` does that synchronously; an awaited send
+    /// can yield to tokio's cooperative budget and be overtaken by a later request of the same
+    /// client. When the channel is full, an unconstrained send joins the semaphore's FIFO queue on
+    /// its first poll, so later requests (whose `try_send` fails while anyone waits) queue behind it.
     pub async fn enqueue(&self, p: Pending) -> Result<(), ()> {
-        self.tx.send(p).await.map_err(|_| ())
+        match self.tx.try_send(p) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            Err(mpsc::error::TrySendError::Full(p)) => tokio::task::unconstrained(self.tx.send(p))
+                .await
+                .map_err(|_| ()),
+        }
     }
 }
 

@@ -81,7 +81,7 @@ fn counting_commands_sum_over_masters() {
         "EXISTS counts a repeated key twice"
     );
     args[0] = "TOUCH";
-    assert_eq!(q(&mut c, &args), Value::Int(30));
+    assert_eq!(q(&mut c, &args), Value::Int(31), "TOUCH counts like EXISTS");
     args[0] = "UNLINK";
     let half = &args[..16];
     assert_eq!(q(&mut c, half), Value::Int(15));
@@ -94,8 +94,10 @@ fn counting_commands_sum_over_masters() {
 #[test]
 fn unsplittable_commands_need_one_slot() {
     let mut c = env().proxy.client();
-    let crossslot = "CROSSSLOT";
-    assert!(q_err(&mut c, &["RENAME", "mk:c:a", "mk:c:b"]).contains(crossslot));
+    // redis-rs renders the CROSSSLOT code its own way; the raw test checks the exact wire text.
+    let crossslot = "Keys in request don't hash to the same slot";
+    let e = q_err(&mut c, &["RENAME", "mk:c:a", "mk:c:b"]);
+    assert!(e.contains(crossslot), "{e}");
     assert!(q_err(&mut c, &["MSETNX", "mk:c:a", "1", "mk:c:b", "2"]).contains(crossslot));
     assert!(q_err(&mut c, &["SUNIONSTORE", "mk:c:d", "mk:c:a", "mk:c:b"]).contains(crossslot));
     assert!(q_err(&mut c, &["SMOVE", "mk:c:a", "mk:c:b", "x"]).contains(crossslot));
