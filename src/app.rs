@@ -37,6 +37,17 @@ pub fn limits(config: &Config) -> Limits {
     }
 }
 
+/// Limits for what the cluster sends back. A reply is the answer to a command the client was
+/// allowed to send, so only its total size is capped: an `LRANGE` of two million elements is
+/// legitimate, and refusing it would drop a connection other clients share.
+fn reply_limits(client: Limits) -> Limits {
+    Limits {
+        // Every element takes at least 3 bytes (`:0` plus CRLF is 4), so this never binds first.
+        max_array_len: client.max_frame_len / 3,
+        ..client
+    }
+}
+
 /// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -55,7 +66,7 @@ pub async fn run(
             op_timeout: b.op_timeout(),
             reconnect_backoff_min: b.reconnect_backoff_min(),
             reconnect_backoff_max: b.reconnect_backoff_max(),
-            limits,
+            limits: reply_limits(limits),
         },
         metrics.clone(),
     );
@@ -72,7 +83,7 @@ pub async fn run(
         min_interval: config.topology.min_refresh_interval(),
         connect_timeout: b.connect_timeout(),
         query_timeout: b.op_timeout(),
-        limits,
+        limits: reply_limits(limits),
     };
     let seeds: Vec<NodeAddr> = config
         .seeds

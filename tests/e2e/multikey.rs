@@ -137,3 +137,16 @@ fn unsplittable_commands_need_one_slot() {
         Value::BulkString(b"1".to_vec())
     );
 }
+
+#[test]
+fn crossslot_error_is_redis_exact_on_the_wire() {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(env().proxy.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"RENAME mk:d:a mk:d:b\r\n").unwrap();
+    let want = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+}

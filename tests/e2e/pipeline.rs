@@ -80,3 +80,47 @@ fn many_clients_at_once() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn reply_with_more_elements_than_the_request_array_limit() {
+    let mut c = env().proxy.client();
+    let _: () = redis::cmd("DEL").arg("big:list").query(&mut c).unwrap();
+    let n = 1_100_000usize;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50_000) {
+        let _: () = redis::cmd("RPUSH")
+            .arg("big:list")
+            .arg(chunk)
+            .query(&mut c)
+            .unwrap();
+    }
+    let all: Vec<u64> = redis::cmd("LRANGE")
+        .arg("big:list")
+        .arg(0)
+        .arg(-1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(all.len(), n);
+    assert_eq!(all[n - 1], (n - 1) as u64);
+    let _: () = redis::cmd("DEL").arg("big:list").query(&mut c).unwrap();
+}
+
+#[test]
+fn two_thousand_concurrent_clients() {
+    use std::io::{Read, Write};
+    let addr = env().proxy.addr;
+    let mut conns: Vec<std::net::TcpStream> = (0..2000)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(format!("SET cc:{i} {i}\r\nGET cc:{i}\r\n").as_bytes())
+            .unwrap();
+    }
+    for (i, s) in conns.iter_mut().enumerate() {
+        let want = format!("+OK\r\n${}\r\n{i}\r\n", i.to_string().len());
+        let mut got = vec![0u8; want.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), want, "client {i}");
+    }
+}
