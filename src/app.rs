@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{BackendSettings, Pool};
+use crate::backend::{BackendSettings, Health, Pool};
 use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
 use crate::command::CommandTable;
 use crate::config::Config;
@@ -16,7 +16,7 @@ use crate::frontend::{self, Frontend, SessionSettings};
 use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::protocol::Limits;
-use crate::route::Router;
+use crate::route::{RouteSettings, Router};
 
 struct Readiness(Arc<Router>);
 
@@ -58,6 +58,9 @@ pub async fn run(
     let limits = limits(&config);
     let metrics = Arc::new(Metrics::new());
     let b = &config.backend;
+    let trigger = RefreshTrigger::default();
+    let on_failure = trigger.clone();
+    let health = Arc::new(Health::new(Arc::new(move || on_failure.request())));
     let pool = Pool::new(
         BackendSettings {
             connections_per_node: b.connections_per_node,
@@ -69,12 +72,15 @@ pub async fn run(
             limits: reply_limits(limits),
         },
         metrics.clone(),
+        health,
     );
-    let trigger = RefreshTrigger::default();
     let router = Arc::new(Router::new(
         pool,
         trigger.clone(),
-        config.topology.max_redirects,
+        RouteSettings {
+            max_redirects: config.topology.max_redirects,
+            hold_timeout: b.hold_timeout(),
+        },
         metrics.clone(),
     ));
     let stop = CancellationToken::new();

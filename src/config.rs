@@ -157,6 +157,10 @@ pub struct BackendConfig {
     pub reconnect_backoff_min_ms: u64,
     /// Ceiling, in milliseconds, of the reconnect delay, so a recovered node is noticed soon.
     pub reconnect_backoff_max_ms: u64,
+    /// Milliseconds a request waits while its slot's master is unreachable, for that master or
+    /// the replica promoted in its place, before the client gets an error. A little above a
+    /// typical cluster-node-timeout (15 s), so a failover completes inside it.
+    pub hold_timeout_ms: u64,
 }
 
 impl Default for BackendConfig {
@@ -168,6 +172,7 @@ impl Default for BackendConfig {
             op_timeout_ms: 5000,
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2000,
+            hold_timeout_ms: 17000,
         }
     }
 }
@@ -188,6 +193,10 @@ impl BackendConfig {
     /// `reconnect_backoff_max_ms` as a `Duration`.
     pub fn reconnect_backoff_max(&self) -> Duration {
         Duration::from_millis(self.reconnect_backoff_max_ms)
+    }
+    /// `hold_timeout_ms` as a `Duration`.
+    pub fn hold_timeout(&self) -> Duration {
+        Duration::from_millis(self.hold_timeout_ms)
     }
 }
 
@@ -342,6 +351,7 @@ impl Config {
         )?;
         check_at_least("backend.connect_timeout_ms", b.connect_timeout_ms, 1)?;
         check_at_least("backend.op_timeout_ms", b.op_timeout_ms, 1)?;
+        check_at_least("backend.hold_timeout_ms", b.hold_timeout_ms, 1)?;
         check_at_least(
             "backend.reconnect_backoff_min_ms",
             b.reconnect_backoff_min_ms,
@@ -595,6 +605,7 @@ mod tests {
         rejects_connect_timeout_zero:
             "backend: {connect_timeout_ms: 0}" => "backend.connect_timeout_ms";
         rejects_op_timeout_zero: "backend: {op_timeout_ms: 0}" => "backend.op_timeout_ms";
+        rejects_hold_timeout_zero: "backend: {hold_timeout_ms: 0}" => "backend.hold_timeout_ms";
         rejects_backoff_min_zero:
             "backend: {reconnect_backoff_min_ms: 0}" => "backend.reconnect_backoff_min_ms";
         rejects_backoff_max_below_min:

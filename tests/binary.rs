@@ -68,8 +68,18 @@ fn config_errors_name_the_key_and_stop_startup() {
 #[test]
 fn not_ready_without_a_cluster_and_exits_cleanly_on_sigterm() {
     let (listen, metrics) = (free_port(), free_port());
+    // A short hold, so the client's request for an unserved slot fails quickly; the flags below
+    // override the file's other values.
+    let config = std::env::temp_dir().join(format!("slotgate-hold-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        "seeds: [\"127.0.0.1:1\"]\nlisten: 127.0.0.1:1\nbackend:\n  hold_timeout_ms: 300\n",
+    )
+    .unwrap();
     // Nothing listens on the seed: the proxy must start anyway and report not ready.
     let mut child = slotgate()
+        .arg("--config")
+        .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{listen}")])
         .args(["--seed", &format!("127.0.0.1:{}", free_port())])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])

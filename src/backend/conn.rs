@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
+use super::health::Health;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
@@ -23,19 +24,26 @@ const DIRECT_WRITE: usize = 16 * 1024;
 /// Flush the batch buffer once it holds this much, so one batch never grows without bound.
 const BATCH_LIMIT: usize = 64 * 1024;
 
+/// The request never reached the node (it was refused while the node was down), so the caller
+/// may send it anywhere without risking a double execution.
+#[derive(Debug)]
+pub(crate) struct NotSent;
+
+pub(crate) type ReplySender = oneshot::Sender<Result<Reply, NotSent>>;
+
 /// A request on its way to the node. `skip` counts replies to discard before the one that answers
 /// it: an `ASKING` sent in the same write comes back first.
 pub(crate) struct Pending {
     pub bytes: Bytes,
     pub skip: u8,
-    pub reply: oneshot::Sender<Reply>,
+    pub reply: ReplySender,
 }
 
 /// A waiter for a reply. Dropping one (when the connection dies) tells its caller the connection
-/// was lost, with no extra bookkeeping.
+/// was lost with the request possibly executed, with no extra bookkeeping.
 struct Waiter {
     skip: u8,
-    reply: oneshot::Sender<Reply>,
+    reply: ReplySender,
 }
 
 /// The sending side of one connection. Cloned senders keep the driver alive; when the last one is
@@ -46,9 +54,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn spawn(addr: NodeAddr, settings: Arc<BackendSettings>, metrics: Arc<Metrics>) -> Conn {
+    pub fn spawn(
+        addr: NodeAddr,
+        settings: Arc<BackendSettings>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Conn {
         let (tx, rx) = mpsc::channel(settings.max_inflight);
-        tokio::spawn(supervise(addr, rx, settings, metrics));
+        tokio::spawn(supervise(addr, rx, settings, metrics, health));
         Conn { tx }
     }
 
@@ -70,64 +83,121 @@ impl Conn {
 
 /// Keeps one connection up for as long as anyone may send on it, reconnecting with capped,
 /// jittered exponential backoff so a restarting node is not stormed by every proxy at once.
+/// While the node cannot be reached, requests are refused at once as [`NotSent`] instead of
+/// queueing: the router holds them until the slot's new master is known, and sends them there.
 async fn supervise(
     addr: NodeAddr,
     mut rx: mpsc::Receiver<Pending>,
     s: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 ) {
     let mut backoff = s.reconnect_backoff_min;
-    let mut first = true;
+    let mut down = false;
+    let mut connected_before = false;
     loop {
         if rx.is_closed() && rx.is_empty() {
-            return;
+            break;
         }
-        if !first {
-            metrics.backend_reconnects_total.inc();
-        }
-        first = false;
-        let stream = match tokio::time::timeout(s.connect_timeout, TcpStream::connect(&*addr)).await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::warn!(node = %addr, error = %e, "backend connect failed");
-                backoff = sleep_backoff(backoff, &s).await;
-                continue;
+        match open(&addr, &s).await {
+            Ok(stream) => {
+                if down {
+                    health.mark_up();
+                    down = false;
+                    tracing::info!(node = %addr, "backend reachable again");
+                }
+                if connected_before {
+                    metrics.backend_reconnects_total.inc();
+                }
+                connected_before = true;
+                backoff = s.reconnect_backoff_min;
+                metrics.backend_connections.inc();
+                let end = drive(stream, &mut rx, &s).await;
+                metrics.backend_connections.dec();
+                match end {
+                    End::Closed => break,
+                    End::Failed(why) => {
+                        tracing::warn!(node = %addr, why, "backend connection lost");
+                        health.failed();
+                    }
+                }
             }
-            Err(_) => {
-                tracing::warn!(node = %addr, "backend connect timed out");
-                backoff = sleep_backoff(backoff, &s).await;
-                continue;
+            Err(e) => {
+                if !down {
+                    tracing::warn!(node = %addr, error = %e, "backend unreachable");
+                    health.mark_down();
+                    down = true;
+                }
+                let wait = backoff.mul_f64(0.5 + fastrand::f64());
+                if !refuse_for(&mut rx, wait).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(s.reconnect_backoff_max);
             }
-        };
-        let _ = stream.set_nodelay(true);
-        backoff = s.reconnect_backoff_min;
-        tracing::debug!(node = %addr, "backend connected");
-        metrics.backend_connections.inc();
-        let closed = drive(stream, &mut rx, &s).await;
-        metrics.backend_connections.dec();
-        if closed {
-            return;
         }
-        tracing::warn!(node = %addr, "backend connection lost");
+    }
+    if down {
+        health.mark_up();
     }
 }
 
-async fn sleep_backoff(current: Duration, s: &BackendSettings) -> Duration {
-    let jittered = current.mul_f64(0.5 + fastrand::f64());
-    tokio::time::sleep(jittered).await;
-    (current * 2).min(s.reconnect_backoff_max)
+/// Opens a connection and checks the node answers PING: a stopped or loading node accepts TCP
+/// connections (the kernel does) but must not be handed traffic.
+async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<TcpStream> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
+        let mut pong = [0u8; 7];
+        stream.read_exact(&mut pong).await?;
+        if &pong != b"+PONG\r\n" {
+            return Err(std::io::Error::other("node did not answer PING with PONG"));
+        }
+        Ok(stream)
+    };
+    match tokio::time::timeout(s.connect_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect or PING timed out",
+        )),
+    }
 }
 
-/// Runs one live connection. Returns true when every sender is gone (clean shutdown), false when
-/// the connection failed and should be re-established.
-async fn drive(stream: TcpStream, rx: &mut mpsc::Receiver<Pending>, s: &BackendSettings) -> bool {
+/// Refuses every request that arrives during `wait`. Returns false once no sender is left.
+async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration) -> bool {
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            p = rx.recv() => match p {
+                Some(p) => {
+                    let _ = p.reply.send(Err(NotSent));
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+enum End {
+    /// Every sender is gone: shut down.
+    Closed,
+    /// The connection failed and should be re-established.
+    Failed(&'static str),
+}
+
+async fn drive(stream: TcpStream, rx: &mut mpsc::Receiver<Pending>, s: &BackendSettings) -> End {
     let (rd, wr) = stream.into_split();
     // Bounded by the in-flight limit: the writer waits for room before sending more.
     let (wtx, wrx) = mpsc::channel::<Waiter>(s.max_inflight);
     tokio::select! {
-        closed = write_loop(wr, rx, wtx) => closed,
-        () = read_loop(rd, wrx, s) => false,
+        closed = write_loop(wr, rx, wtx) => match closed {
+            true => End::Closed,
+            false => End::Failed("write failed"),
+        },
+        why = read_loop(rd, wrx, s) => End::Failed(why),
     }
 }
 
@@ -179,22 +249,41 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(rd: OwnedReadHalf, mut waiters: mpsc::Receiver<Waiter>, s: &BackendSettings) {
+/// Matches replies to waiters in order. Also the hung-node detector: if requests wait through a
+/// whole operation timeout without a single reply, the node is treated as failed and the
+/// connection dropped, so it is reopened only once the node answers PING again.
+async fn read_loop(
+    rd: OwnedReadHalf,
+    mut waiters: mpsc::Receiver<Waiter>,
+    s: &BackendSettings,
+) -> &'static str {
     let mut replies = FramedRead::with_capacity(rd, ReplyCodec::new(s.limits), 16 * 1024);
     let mut current: Option<Waiter> = None;
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + s.op_timeout, s.op_timeout);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut answered, mut answered_at_tick, mut waiting_at_tick) = (0u64, 0u64, false);
     loop {
-        let reply = match replies.next().await {
-            Some(Ok(reply)) => reply,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "malformed reply from backend; dropping connection");
-                return;
+        let next = tokio::select! {
+            r = replies.next() => r,
+            _ = tick.tick() => {
+                let waiting = current.is_some() || !waiters.is_empty();
+                if waiting && waiting_at_tick && answered == answered_at_tick {
+                    return "no reply within the operation timeout";
+                }
+                (answered_at_tick, waiting_at_tick) = (answered, waiting);
+                continue;
             }
-            None => return,
         };
+        let reply = match next {
+            Some(Ok(reply)) => reply,
+            Some(Err(_)) => return "malformed reply",
+            None => return "closed by the node",
+        };
+        answered += 1;
         // A reply with no waiter means the stream is out of step; nothing after it can be trusted.
         let Some(mut w) = current.take().or_else(|| waiters.try_recv().ok()) else {
-            tracing::warn!("unsolicited reply from backend; dropping connection");
-            return;
+            return "unsolicited reply";
         };
         if w.skip > 0 {
             w.skip -= 1;
@@ -202,6 +291,6 @@ async fn read_loop(rd: OwnedReadHalf, mut waiters: mpsc::Receiver<Waiter>, s: &B
             continue;
         }
         // The caller may have timed out and gone; its reply is simply dropped.
-        let _ = w.reply.send(reply);
+        let _ = w.reply.send(Ok(reply));
     }
 }

@@ -3,11 +3,13 @@
 
 mod conn;
 mod error;
+mod health;
 mod node;
 mod pool;
 mod settings;
 
 pub use error::BackendError;
+pub use health::Health;
 pub use node::Node;
 pub use pool::Pool;
 pub use settings::BackendSettings;

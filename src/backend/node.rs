@@ -5,6 +5,7 @@ use tokio::sync::oneshot;
 
 use super::conn::{Conn, Pending};
 use super::error::BackendError;
+use super::health::Health;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
@@ -18,9 +19,21 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn connect(addr: NodeAddr, settings: Arc<BackendSettings>, metrics: Arc<Metrics>) -> Node {
+    pub fn connect(
+        addr: NodeAddr,
+        settings: Arc<BackendSettings>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Node {
         let conns = (0..settings.connections_per_node.max(1))
-            .map(|_| Conn::spawn(addr.clone(), settings.clone(), metrics.clone()))
+            .map(|_| {
+                Conn::spawn(
+                    addr.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    health.clone(),
+                )
+            })
             .collect();
         Node {
             addr,
@@ -54,9 +67,15 @@ impl Node {
             .map_err(|()| BackendError::Unavailable {
                 addr: self.addr.clone(),
             })?;
-            rx.await.map_err(|_| BackendError::ConnectionLost {
-                addr: self.addr.clone(),
-            })
+            match rx.await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_not_sent)) => Err(BackendError::Unavailable {
+                    addr: self.addr.clone(),
+                }),
+                Err(_) => Err(BackendError::ConnectionLost {
+                    addr: self.addr.clone(),
+                }),
+            }
         };
         match tokio::time::timeout(self.op_timeout, exchange).await {
             Ok(result) => result,

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::health::Health;
 use super::node::Node;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
@@ -12,15 +13,22 @@ pub struct Pool {
     nodes: Mutex<HashMap<NodeAddr, Arc<Node>>>,
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl Pool {
-    pub fn new(settings: BackendSettings, metrics: Arc<Metrics>) -> Pool {
+    pub fn new(settings: BackendSettings, metrics: Arc<Metrics>, health: Arc<Health>) -> Pool {
         Pool {
             nodes: Mutex::new(HashMap::new()),
             settings: Arc::new(settings),
             metrics,
+            health,
         }
+    }
+
+    /// Some node the proxy uses cannot be reached right now.
+    pub fn degraded(&self) -> bool {
+        self.health.degraded()
     }
 
     /// The node at `addr`, connecting to it on first use.
@@ -33,6 +41,7 @@ impl Pool {
                     addr.clone(),
                     self.settings.clone(),
                     self.metrics.clone(),
+                    self.health.clone(),
                 ))
             })
             .clone()

@@ -16,6 +16,9 @@ use super::discover;
 use super::topology::{NodeAddr, Topology, TopologyError};
 use crate::protocol::{encode_command, Frame, Limits, ProtocolError, ReplyCodec};
 
+/// How often the map is re-read while a node is unreachable.
+const DEGRADED_POLL: Duration = Duration::from_millis(200);
+
 /// Asks the refresher for a new slot map. Cheap and non-blocking: requests made while one is
 /// pending or running fold into it (a `Notify` holds at most one permit).
 #[derive(Clone, Default)]
@@ -155,6 +158,10 @@ pub trait TopologySink: Send + Sync {
     fn current(&self) -> Arc<Topology>;
     fn install(&self, next: Topology);
     fn refreshed(&self, ok: bool);
+    /// Some node is unreachable: its replacement can only be found by asking, so ask often.
+    fn degraded(&self) -> bool {
+        false
+    }
 }
 
 /// Runs until `shutdown` resolves. Polls quickly with backoff while the map is incomplete, so a
@@ -193,7 +200,11 @@ pub async fn run(
                 "no node answered the slot map query"
             ),
         }
-        let wait = if sink.current().is_complete() {
+        let wait = if sink.degraded() {
+            // A dead master sends no MOVED: poll until its replica is promoted. The floor keeps
+            // a fleet of proxies from flooding the cluster while it fails over.
+            DEGRADED_POLL.saturating_sub(s.min_interval)
+        } else if sink.current().is_complete() {
             backoff = Duration::from_millis(100);
             jitter(s.interval)
         } else {

@@ -9,6 +9,7 @@ mod keys;
 mod learn;
 mod local;
 mod reject;
+mod replay;
 mod table;
 
 #[cfg(test)]
@@ -21,6 +22,7 @@ use crate::protocol::Request;
 pub use keys::Keys;
 pub use local::LocalCommand;
 pub use reject::{ArgError, Reason, RejectKind, Rejection};
+pub use replay::replay_safe;
 pub use table::CommandTable;
 
 use table::{Handling, Spec};

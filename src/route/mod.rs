@@ -2,11 +2,12 @@
 //! follow the cluster's redirections.
 
 mod error;
-mod merge;
+// Public so benches/hotpath.rs can measure splitting and merging without a cluster.
+pub mod merge;
 mod redirect;
 mod router;
-mod split;
+pub mod split;
 mod table;
 
 pub use error::RouteError;
-pub use router::Router;
+pub use router::{RouteSettings, Router};

@@ -2,7 +2,7 @@
 //! follow MOVED/ASK/TRYAGAIN, fan out split commands and merge their replies.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
@@ -15,18 +15,29 @@ use super::split;
 use super::table::RouteTable;
 use crate::backend::{Node, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, TopologySink};
-use crate::command::{CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::command::{self, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::protocol::{encode_command, Reply, Request};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+/// How often a held request looks again for its slot's master. Short, because the refresher
+/// polls fast while a node is down and the request should run as soon as the new map lands.
+const HOLD_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSettings {
+    pub max_redirects: u32,
+    /// How long a request waits for an unreachable master, or its replacement.
+    pub hold_timeout: Duration,
+}
 
 pub struct Router {
     table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
     pool: Pool,
     trigger: RefreshTrigger,
-    max_redirects: u32,
+    settings: RouteSettings,
     metrics: Arc<Metrics>,
 }
 
@@ -34,7 +45,7 @@ impl Router {
     pub fn new(
         pool: Pool,
         trigger: RefreshTrigger,
-        max_redirects: u32,
+        settings: RouteSettings,
         metrics: Arc<Metrics>,
     ) -> Router {
         let table = RouteTable::build(Topology::empty(), &pool);
@@ -43,7 +54,7 @@ impl Router {
             commands: ArcSwap::from_pointee(CommandTable::builtin()),
             pool,
             trigger,
-            max_redirects,
+            settings,
             metrics,
         }
     }
@@ -95,7 +106,7 @@ impl Router {
         if slots.any(|s| s != slot) {
             return Err(RouteError::CrossSlot);
         }
-        self.send_to_slot(slot, req.to_resp(), affinity).await
+        self.send_to_slot(slot, req.to_resp(), affinity, args).await
     }
 
     async fn split(
@@ -106,7 +117,7 @@ impl Router {
     ) -> Result<Reply, RouteError> {
         let args = req.args();
         if let Some(slot) = split::common_slot(args, kind) {
-            return self.send_to_slot(slot, req.to_resp(), affinity).await;
+            return self.send_to_slot(slot, req.to_resp(), affinity, args).await;
         }
         let parts = split::split(args, kind);
         let keys = match kind {
@@ -116,7 +127,7 @@ impl Router {
         let results = join_all(
             parts
                 .iter()
-                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity)),
+                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity, args)),
         )
         .await;
         merge(kind, keys, &parts, results)
@@ -162,21 +173,33 @@ impl Router {
     }
 
     /// Sends to the master of `slot`, following redirections until a real answer arrives.
+    ///
+    /// While the slot's master is unreachable the request is held, up to the hold timeout, and
+    /// sent to whichever master serves the slot once the map changes. A request that may already
+    /// have run (its connection died after writing it, or it timed out) is sent again only when
+    /// `args` is safe to repeat (`command::replay_safe`); otherwise the client is told the outcome
+    /// is unknown.
     pub async fn send_to_slot(
         &self,
         slot: Slot,
         bytes: Bytes,
         affinity: usize,
+        args: &[Bytes],
     ) -> Result<Reply, RouteError> {
         // Where to send next when a redirect overrides the slot map, and whether to ASK.
         let mut redirected: Option<(Arc<Node>, bool)> = None;
-        for attempt in 0..=self.max_redirects {
+        let mut redirects = 0u32;
+        let mut held_since: Option<Instant> = None;
+        loop {
             let (node, asking) = match redirected.take() {
                 Some(target) => target,
                 None => match self.table.load().master_for(slot) {
                     Some(n) => (n.clone(), false),
                     None => {
                         self.trigger.request();
+                        if self.keep_holding(&mut held_since).await {
+                            continue;
+                        }
                         return Err(RouteError::SlotUnserved(slot));
                     }
                 },
@@ -193,35 +216,56 @@ impl Router {
                 Ok(r) => r,
                 Err(e) => {
                     self.trigger.request();
+                    let resend = !e.maybe_executed() || command::replay_safe(args);
+                    if resend && self.keep_holding(&mut held_since).await {
+                        continue;
+                    }
                     return Err(e.into());
                 }
             };
-            match redirect::classify(&reply, node.addr()) {
+            let redirect = match redirect::classify(&reply, node.addr()) {
                 None => {
                     if redirect::is_cluster_down(&reply) {
                         self.trigger.request();
                     }
                     return Ok(reply);
                 }
-                Some(Redirect::Moved { slot: moved, addr }) => {
+                Some(r) => r,
+            };
+            redirects += 1;
+            if redirects > self.settings.max_redirects {
+                return Err(RouteError::TooManyRedirects {
+                    slot,
+                    limit: self.settings.max_redirects,
+                });
+            }
+            match redirect {
+                Redirect::Moved { slot: moved, addr } => {
                     self.metrics.redirections_moved.inc();
                     self.apply_moved(moved, &addr);
                     redirected = Some((self.pool.node(&addr), false));
                 }
-                Some(Redirect::Ask { addr }) => {
+                Redirect::Ask { addr } => {
                     self.metrics.redirections_ask.inc();
                     redirected = Some((self.pool.node(&addr), true));
                 }
-                Some(Redirect::TryAgain) => {
-                    // Keys of one slot are split across two nodes mid-migration; wait for it to move on.
-                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
+                Redirect::TryAgain => {
+                    // Keys of one slot are split across two nodes mid-migration; let it move on.
+                    self.trigger.request();
+                    tokio::time::sleep(Duration::from_millis(5 << redirects.min(6))).await;
                 }
             }
         }
-        Err(RouteError::TooManyRedirects {
-            slot,
-            limit: self.max_redirects,
-        })
+    }
+
+    /// Waits a moment for the slot map to change, unless the request has been held too long.
+    async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
+        let since = *held_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.settings.hold_timeout {
+            return false;
+        }
+        tokio::time::sleep(HOLD_POLL).await;
+        true
     }
 
     /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.
@@ -258,6 +302,10 @@ impl TopologySink for Router {
         let keep = table.topology.all_nodes();
         self.table.store(Arc::new(table));
         self.pool.retain(&keep);
+    }
+
+    fn degraded(&self) -> bool {
+        self.pool.degraded()
     }
 
     fn refreshed(&self, ok: bool) {

@@ -1,0 +1,38 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// What every connection reports to: how many are down right now, and whom to tell when one
+/// fails. Lets the refresher poll hard while a node is unreachable (a killed master sends no
+/// MOVED; only polling finds its replacement) and calmly otherwise.
+pub struct Health {
+    down: AtomicUsize,
+    on_failure: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Health {
+    /// `on_failure` runs whenever a connection breaks or cannot be opened; it must be cheap.
+    pub fn new(on_failure: Arc<dyn Fn() + Send + Sync>) -> Health {
+        Health {
+            down: AtomicUsize::new(0),
+            on_failure,
+        }
+    }
+
+    /// Some connection cannot reach its node.
+    pub fn degraded(&self) -> bool {
+        self.down.load(Ordering::Relaxed) > 0
+    }
+
+    pub(crate) fn failed(&self) {
+        (self.on_failure)();
+    }
+
+    pub(crate) fn mark_down(&self) {
+        self.down.fetch_add(1, Ordering::Relaxed);
+        self.failed();
+    }
+
+    pub(crate) fn mark_up(&self) {
+        self.down.fetch_sub(1, Ordering::Relaxed);
+    }
+}
