@@ -1,12 +1,34 @@
 //! Turning a node's `CLUSTER SHARDS` / `CLUSTER SLOTS` reply into a [`Topology`]. Pure: the refresher
 //! does the I/O and hands the parsed frame here, so every shape the cluster may send is unit-tested.
 
+use std::collections::HashMap;
+
 use super::topology::{NodeAddr, Shard, Topology, TopologyError};
 use crate::protocol::Frame;
 
+/// Config epochs by node id, from `CLUSTER NODES` (the only reply that carries them): lines of
+/// `<id> <addr> <flags> <master> <ping> <pong> <config-epoch> <link> <slots...>`.
+pub fn epochs(cluster_nodes: &[u8]) -> HashMap<Vec<u8>, u64> {
+    cluster_nodes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let mut fields = line.split(|&b| b == b' ');
+            let id = fields.next()?;
+            let epoch = fields.nth(5)?;
+            let epoch = std::str::from_utf8(epoch).ok()?.trim().parse().ok()?;
+            Some((id.to_vec(), epoch))
+        })
+        .collect()
+}
+
 /// Parses `CLUSTER SHARDS` (Redis 7+). `asked_host` stands in for a node that does not know its own
-/// address yet (an empty or `?` endpoint), which is the host we reached it on.
-pub fn from_shards(reply: &Frame, asked_host: &str) -> Result<Topology, TopologyError> {
+/// address yet (an empty or `?` endpoint), which is the host we reached it on. `epochs` gives each
+/// master's config epoch by node id (0 when missing).
+pub fn from_shards(
+    reply: &Frame,
+    asked_host: &str,
+    epochs: &HashMap<Vec<u8>, u64>,
+) -> Result<Topology, TopologyError> {
     let Frame::Array(shards) = reply else {
         return Err(TopologyError::Malformed("CLUSTER SHARDS is not an array"));
     };
@@ -24,12 +46,17 @@ pub fn from_shards(reply: &Frame, asked_host: &str) -> Result<Topology, Topology
             continue;
         }
         let mut master = None;
+        let mut epoch = 0;
         let mut replicas = Vec::new();
         for node in nodes {
             let node = as_map(node)?;
             let addr = shard_node_addr(&node, asked_host)?;
             match field(&node, b"role").and_then(text) {
-                Some(b"master") => master = Some(addr),
+                Some(b"master") => {
+                    master = Some(addr);
+                    let id = field(&node, b"id").and_then(text).unwrap_or_default();
+                    epoch = epochs.get(id).copied().unwrap_or(0);
+                }
                 _ => {
                     // A failed replica cannot take over, so it is no refresh candidate either.
                     if field(&node, b"health").and_then(text) != Some(b"failed") {
@@ -42,7 +69,11 @@ pub fn from_shards(reply: &Frame, asked_host: &str) -> Result<Topology, Topology
             // Slots whose master is gone stay unowned until a replica is promoted.
             continue;
         };
-        let shard = Shard { master, replicas };
+        let shard = Shard {
+            master,
+            replicas,
+            epoch,
+        };
         for pair in slots.chunks(2) {
             let [start, end] = pair else {
                 return Err(TopologyError::Malformed("odd slot range list"));
@@ -71,7 +102,16 @@ pub fn from_slots(reply: &Frame, asked_host: &str) -> Result<Topology, TopologyE
             .iter()
             .map(|r| slots_node_addr(r, asked_host))
             .collect::<Result<_, _>>()?;
-        ranges.push((number(start)?, number(end)?, Shard { master, replicas }));
+        // CLUSTER SLOTS carries no epochs: such a view never overrides a newer one.
+        ranges.push((
+            number(start)?,
+            number(end)?,
+            Shard {
+                master,
+                replicas,
+                epoch: 0,
+            },
+        ));
     }
     Topology::from_ranges(ranges)
 }
@@ -218,7 +258,12 @@ mod tests {
             // A shard with no slots (an empty new master) is ignored.
             shard(&[], vec![node("127.0.0.1", 7009, "master", "online")]),
         ]);
-        let t = from_shards(&reply, "10.1.1.1").unwrap();
+        let t = from_shards(
+            &reply,
+            "10.1.1.1",
+            &epochs(b"abc 127.0.0.1:7000@17000 master - 0 0 3 connected 0-5460\n"),
+        )
+        .unwrap();
         assert!(t.is_complete());
         assert_eq!(t.shards().len(), 2);
         assert_eq!(
@@ -238,7 +283,7 @@ mod tests {
             &[0, 16383],
             vec![node("127.0.0.1", 7003, "replica", "online")],
         )]);
-        let t = from_shards(&reply, "h").unwrap();
+        let t = from_shards(&reply, "h", &HashMap::new()).unwrap();
         assert_eq!(t.covered_slots(), 0);
     }
 
@@ -266,12 +311,23 @@ mod tests {
 
     #[test]
     fn malformed_replies_are_errors_not_panics() {
-        assert!(from_shards(&Frame::Integer(1), "h").is_err());
+        assert!(from_shards(&Frame::Integer(1), "h", &HashMap::new()).is_err());
         assert!(from_slots(&Frame::Array(vec![Frame::Array(vec![])]), "h").is_err());
         let bad_port = Frame::Array(vec![shard(&[0, 1], vec![node("h", 0, "master", "online")])]);
-        assert!(from_shards(&bad_port, "h").is_err());
+        assert!(from_shards(&bad_port, "h", &HashMap::new()).is_err());
         let bad_range = Frame::Array(vec![shard(&[0], vec![node("h", 1, "master", "online")])]);
-        assert!(from_shards(&bad_range, "h").is_err());
+        assert!(from_shards(&bad_range, "h", &HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn epochs_from_cluster_nodes() {
+        let text = b"e7d1 127.0.0.1:30004@31004,host-a slave 67ed 0 1426238317239 4 connected\n\
+67ed 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922\n\
+garbage\n";
+        let e = epochs(text);
+        assert_eq!(e.get(&b"67ed"[..]), Some(&2));
+        assert_eq!(e.get(&b"e7d1"[..]), Some(&4));
+        assert_eq!(e.len(), 2);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -64,9 +65,22 @@ pub enum QueryError {
     Topology { addr: String, source: TopologyError },
 }
 
-/// Sends one command on a fresh connection and reads one reply. Kept apart from the data path's
-/// pooled connections so a refresh also probes whether the node accepts connections at all.
+/// Sends one command on a fresh connection and reads one reply.
 pub async fn query(addr: &str, args: &[&[u8]], s: &RefreshSettings) -> Result<Frame, QueryError> {
+    let mut replies = query_all(addr, &[args], s).await?;
+    replies
+        .pop()
+        .ok_or(QueryError::Closed { addr: addr.into() })?
+}
+
+/// Sends several commands in one write on a fresh connection and reads their replies in order.
+/// Kept apart from the data path's pooled connections so a refresh also probes whether the node
+/// accepts connections at all. An error reply is returned in place, as `QueryError::ErrorReply`.
+pub async fn query_all(
+    addr: &str,
+    commands: &[&[&[u8]]],
+    s: &RefreshSettings,
+) -> Result<Vec<Result<Frame, QueryError>>, QueryError> {
     let connect = tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr));
     let mut stream = match connect.await {
         Err(_) => return Err(QueryError::Timeout { addr: addr.into() }),
@@ -80,41 +94,70 @@ pub async fn query(addr: &str, args: &[&[u8]], s: &RefreshSettings) -> Result<Fr
     };
     let exchange = async {
         let mut buf = BytesMut::new();
-        encode_command(args.iter().copied(), &mut buf);
+        for args in commands {
+            encode_command(args.iter().copied(), &mut buf);
+        }
         stream
             .write_all(&buf)
             .await
             .map_err(|_| QueryError::Closed { addr: addr.into() })?;
         let mut reader = FramedRead::new(&mut stream, ReplyCodec::new(s.limits));
-        match reader.next().await {
-            None => Err(QueryError::Closed { addr: addr.into() }),
-            Some(Err(source)) => Err(QueryError::Protocol {
-                addr: addr.into(),
-                source,
-            }),
-            Some(Ok(reply)) => reply
-                .parse(&s.limits)
-                .map_err(|source| QueryError::Protocol {
+        let mut out = Vec::with_capacity(commands.len());
+        for _ in commands {
+            let reply = match reader.next().await {
+                None => return Err(QueryError::Closed { addr: addr.into() }),
+                Some(Err(source)) => {
+                    return Err(QueryError::Protocol {
+                        addr: addr.into(),
+                        source,
+                    })
+                }
+                Some(Ok(reply)) => reply,
+            };
+            out.push(match reply.parse(&s.limits) {
+                Ok(Frame::Error(e)) => Err(QueryError::ErrorReply {
+                    addr: addr.into(),
+                    message: String::from_utf8_lossy(&e).into_owned(),
+                }),
+                Ok(frame) => Ok(frame),
+                Err(source) => Err(QueryError::Protocol {
                     addr: addr.into(),
                     source,
                 }),
+            });
         }
+        Ok(out)
     };
     match tokio::time::timeout(s.query_timeout, exchange).await {
         Err(_) => Err(QueryError::Timeout { addr: addr.into() }),
-        Ok(Ok(Frame::Error(e))) => Err(QueryError::ErrorReply {
-            addr: addr.into(),
-            message: String::from_utf8_lossy(&e).into_owned(),
-        }),
         Ok(r) => r,
     }
 }
 
-/// Reads the slot map from one node: `CLUSTER SHARDS`, or `CLUSTER SLOTS` where that is unknown.
+/// Reads the slot map from one node: `CLUSTER SHARDS` with `CLUSTER NODES` for the config epochs,
+/// or `CLUSTER SLOTS` (no epochs) where `CLUSTER SHARDS` is unknown.
 pub async fn fetch_topology(addr: &str, s: &RefreshSettings) -> Result<Topology, QueryError> {
     let host = host_of(addr);
-    let parsed = match query(addr, &[b"CLUSTER", b"SHARDS"], s).await {
-        Ok(frame) => discover::from_shards(&frame, host),
+    let mut replies = query_all(
+        addr,
+        &[&[b"CLUSTER", b"SHARDS"], &[b"CLUSTER", b"NODES"]],
+        s,
+    )
+    .await?;
+    let nodes = replies
+        .pop()
+        .ok_or(QueryError::Closed { addr: addr.into() })?;
+    let shards = replies
+        .pop()
+        .ok_or(QueryError::Closed { addr: addr.into() })?;
+    let parsed = match shards {
+        Ok(frame) => {
+            let epochs = match nodes {
+                Ok(Frame::Bulk(text)) => discover::epochs(&text),
+                _ => Default::default(),
+            };
+            discover::from_shards(&frame, host, &epochs)
+        }
         Err(QueryError::ErrorReply { .. }) => {
             let frame = query(addr, &[b"CLUSTER", b"SLOTS"], s).await?;
             discover::from_slots(&frame, host)
@@ -132,25 +175,27 @@ fn host_of(addr: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Asks candidates in turn and keeps the first complete map; failing that, the most complete.
-async fn refresh_once(candidates: &[NodeAddr], s: &RefreshSettings) -> Option<Topology> {
-    let mut best: Option<Topology> = None;
-    for addr in candidates {
-        match fetch_topology(addr, s).await {
-            Ok(t) if t.is_complete() => return Some(t),
-            Ok(t) => {
-                tracing::debug!(node = %addr, covered = t.covered_slots(), "partial slot map");
-                if best
-                    .as_ref()
-                    .is_none_or(|b| b.covered_slots() < t.covered_slots())
-                {
-                    best = Some(t);
-                }
+/// How many nodes one refresh asks at once: enough that one stale node cannot hide a failover,
+/// few enough that a fleet of proxies does not load the cluster.
+const ASK_AT_ONCE: usize = 3;
+
+/// Asks candidates, a few at a time, until some answer, and merges their views by config epoch.
+/// Returns the merged map and how many slots the answering nodes disagreed on.
+async fn refresh_once(candidates: &[NodeAddr], s: &RefreshSettings) -> Option<(Topology, usize)> {
+    for batch in candidates.chunks(ASK_AT_ONCE) {
+        let answers = join_all(batch.iter().map(|addr| fetch_topology(addr, s))).await;
+        let mut views = Vec::with_capacity(answers.len());
+        for (addr, answer) in batch.iter().zip(answers) {
+            match answer {
+                Ok(view) => views.push(view),
+                Err(e) => tracing::debug!(node = %addr, error = %e, "slot map query failed"),
             }
-            Err(e) => tracing::debug!(error = %e, "slot map query failed"),
+        }
+        if !views.is_empty() {
+            return Some(Topology::merge(&views));
         }
     }
-    best
+    None
 }
 
 /// What the refresher needs from its owner: the current snapshot and a way to publish a new one.
@@ -158,6 +203,8 @@ pub trait TopologySink: Send + Sync {
     fn current(&self) -> Arc<Topology>;
     fn install(&self, next: Topology);
     fn refreshed(&self, ok: bool);
+    /// Nodes disagreed about `slots` slots' owners in one refresh (resolved by config epoch).
+    fn disagreed(&self, slots: usize);
     /// Some node is unreachable: its replacement can only be found by asking, so ask often.
     fn degraded(&self) -> bool {
         false
@@ -185,6 +232,16 @@ pub async fn run(
         }
         let fetched = refresh_once(&candidates, &s).await;
         sink.refreshed(fetched.is_some());
+        let fetched = fetched.map(|(next, disagreements)| {
+            if disagreements > 0 {
+                tracing::info!(
+                    slots = disagreements,
+                    "nodes disagree on slot owners; newest epoch wins"
+                );
+                sink.disagreed(disagreements);
+            }
+            next.keep_newer(&current)
+        });
         match fetched {
             Some(next) if next != *current => {
                 tracing::info!(

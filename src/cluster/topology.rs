@@ -14,6 +14,9 @@ pub type NodeAddr = Arc<str>;
 pub struct Shard {
     pub master: NodeAddr,
     pub replicas: Vec<NodeAddr>,
+    /// The master's config epoch: when two nodes disagree about who owns a slot, the owner with
+    /// the higher epoch is the newer truth (Redis Cluster's own rule). 0 when unknown.
+    pub epoch: u64,
 }
 
 /// Marks a slot that no shard serves (cluster incomplete, or a master just failed).
@@ -72,7 +75,9 @@ impl Topology {
 
     fn shard_index_or_insert(&mut self, shard: Shard) -> Result<u16, TopologyError> {
         if let Some(i) = self.shards.iter().position(|s| s.master == shard.master) {
-            let known = &mut self.shards[i].replicas;
+            let known = &mut self.shards[i];
+            known.epoch = known.epoch.max(shard.epoch);
+            let known = &mut known.replicas;
             for r in shard.replicas {
                 if !known.contains(&r) {
                     known.push(r);
@@ -134,6 +139,7 @@ impl Topology {
         let idx = match next.shard_index_or_insert(Shard {
             master: master.clone(),
             replicas: Vec::new(),
+            epoch: 0,
         }) {
             Ok(i) => i,
             // Cannot happen with fewer than 65535 masters; keep the old owner rather than fail.
@@ -141,6 +147,90 @@ impl Topology {
         };
         next.owners[slot.index()] = idx;
         next
+    }
+
+    /// Combines several nodes' views: each slot goes to the owner with the highest config epoch
+    /// (the first view wins a tie). Also returns how many slots the views disagreed on.
+    pub fn merge(views: &[Topology]) -> (Topology, usize) {
+        let mut out = Topology::empty();
+        // Per view, its shard index -> index in `out`, filled lazily.
+        let mut maps: Vec<Vec<Option<u16>>> =
+            views.iter().map(|v| vec![None; v.shards.len()]).collect();
+        let mut disagreements = 0;
+        for slot in 0..SLOT_COUNT {
+            let mut best: Option<(usize, &Shard)> = None;
+            let mut differs = false;
+            for (vi, view) in views.iter().enumerate() {
+                let Some(si) = view.shard_at(slot) else {
+                    continue;
+                };
+                let shard = &view.shards[si];
+                match best {
+                    None => best = Some((vi, shard)),
+                    Some((_, b)) => {
+                        differs |= b.master != shard.master;
+                        if shard.epoch > b.epoch {
+                            best = Some((vi, shard));
+                        }
+                    }
+                }
+            }
+            disagreements += usize::from(differs);
+            let Some((vi, shard)) = best else {
+                continue;
+            };
+            let si = views[vi].owners[slot] as usize;
+            let idx = match maps[vi][si] {
+                Some(i) => i,
+                None => match out.shard_index_or_insert(shard.clone()) {
+                    Ok(i) => {
+                        maps[vi][si] = Some(i);
+                        i
+                    }
+                    Err(_) => continue,
+                },
+            };
+            out.owners[slot] = idx;
+        }
+        (out, disagreements)
+    }
+
+    /// `self` as the next snapshot, except where `current` knows a newer owner (higher epoch): a
+    /// node that has not heard of a failover yet must not undo it.
+    pub fn keep_newer(self, current: &Topology) -> Topology {
+        if !(0..SLOT_COUNT).any(|slot| self.older_at(current, slot)) {
+            return self;
+        }
+        let mut out = Topology::empty();
+        for slot in 0..SLOT_COUNT {
+            let from = if self.older_at(current, slot) {
+                current
+            } else {
+                &self
+            };
+            if let Some(si) = from.shard_at(slot) {
+                if let Ok(i) = out.shard_index_or_insert(from.shards[si].clone()) {
+                    out.owners[slot] = i;
+                }
+            }
+        }
+        out
+    }
+
+    fn shard_at(&self, slot: usize) -> Option<usize> {
+        match self.owners[slot] {
+            UNOWNED => None,
+            i => Some(usize::from(i)),
+        }
+    }
+
+    /// `current` has an owner for `slot` with a strictly higher epoch than ours.
+    fn older_at(&self, current: &Topology, slot: usize) -> bool {
+        let epoch = |t: &Topology| t.shard_at(slot).map(|i| t.shards[i].epoch);
+        match (epoch(self), epoch(current)) {
+            (Some(mine), Some(theirs)) => theirs > mine,
+            _ => false,
+        }
     }
 
     /// Every node address the snapshot knows, masters first: the candidates to ask for a refresh.
@@ -158,10 +248,56 @@ mod tests {
     use super::*;
 
     fn shard(master: &str) -> Shard {
+        epoch_shard(master, 0)
+    }
+
+    fn epoch_shard(master: &str, epoch: u64) -> Shard {
         Shard {
             master: master.into(),
             replicas: vec![],
+            epoch,
         }
+    }
+
+    #[test]
+    fn merge_prefers_higher_epoch_and_counts_disagreement() {
+        // Node 1 has not heard of the failover of slots 0-99 from a:1 (epoch 1) to r:1 (epoch 7).
+        let stale = Topology::from_ranges([
+            (0, 99, epoch_shard("a:1", 1)),
+            (100, 16383, epoch_shard("b:1", 2)),
+        ])
+        .unwrap();
+        let fresh = Topology::from_ranges([
+            (0, 99, epoch_shard("r:1", 7)),
+            (100, 16383, epoch_shard("b:1", 2)),
+        ])
+        .unwrap();
+        let (merged, disagree) = Topology::merge(&[stale.clone(), fresh.clone()]);
+        assert_eq!(disagree, 100);
+        assert_eq!(&**merged.master_of(Slot::new(5).unwrap()).unwrap(), "r:1");
+        assert_eq!(&**merged.master_of(Slot::new(500).unwrap()).unwrap(), "b:1");
+        assert!(merged.is_complete());
+        let (same, none) = Topology::merge(&[fresh.clone(), fresh.clone()]);
+        assert_eq!((same, none), (fresh, 0));
+    }
+
+    #[test]
+    fn an_older_view_never_undoes_a_newer_one() {
+        let current = Topology::from_ranges([
+            (0, 99, epoch_shard("r:1", 7)),
+            (100, 16383, epoch_shard("b:1", 2)),
+        ])
+        .unwrap();
+        let stale = Topology::from_ranges([
+            (0, 99, epoch_shard("a:1", 1)),
+            (100, 16383, epoch_shard("b:1", 2)),
+        ])
+        .unwrap();
+        let kept = stale.keep_newer(&current);
+        assert_eq!(&**kept.master_of(Slot::new(5).unwrap()).unwrap(), "r:1");
+        // A newer view is taken as it is, including a slot that moved to a new epoch.
+        let newer = Topology::from_ranges([(0, 16383, epoch_shard("b:1", 9))]).unwrap();
+        assert_eq!(newer.clone().keep_newer(&current), newer);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub topology_refreshes_ok: IntCounter,
     /// Slot-map refreshes that failed; the previous topology stays in use.
     pub topology_refreshes_error: IntCounter,
+    /// Slots whose owner two nodes reported differently in one refresh (resolved by config
+    /// epoch). Brief bursts during a failover are normal; a steady rate means a split view.
+    pub topology_disagreements: IntCounter,
     /// Backend connections open now.
     pub backend_connections: IntGauge,
     /// Backend connections re-established after a failure.
@@ -105,6 +108,10 @@ impl Metrics {
             redirections_ask: redirections.with_label_values(&["ask"]),
             topology_refreshes_ok: refreshes.with_label_values(&["ok"]),
             topology_refreshes_error: refreshes.with_label_values(&["error"]),
+            topology_disagreements: counter(
+                "slotgate_topology_disagreements_total",
+                "Slots whose owner nodes reported differently in one refresh.",
+            ),
             backend_connections: gauge(
                 "slotgate_backend_connections",
                 "Backend connections open now.",
@@ -168,6 +175,7 @@ mod tests {
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",
                 "slotgate_requests_total",
+                "slotgate_topology_disagreements_total",
                 "slotgate_topology_refreshes_total",
             ]
         );

@@ -308,6 +308,10 @@ impl TopologySink for Router {
         self.pool.degraded()
     }
 
+    fn disagreed(&self, slots: usize) {
+        self.metrics.topology_disagreements.inc_by(slots as u64);
+    }
+
     fn refreshed(&self, ok: bool) {
         if ok {
             self.metrics.topology_refreshes_ok.inc();
