@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::future::join_all;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -32,6 +32,11 @@ impl RefreshTrigger {
 
     async fn requested(&self) {
         self.0.notified().await
+    }
+
+    /// Consumes a pending request, if any.
+    fn drain(&self) {
+        let _ = self.0.notified().now_or_never();
     }
 }
 
@@ -230,6 +235,8 @@ pub async fn run(
                 candidates.push(seed.clone());
             }
         }
+        // Requests made before this refresh starts are answered by it: fold them in.
+        trigger.drain();
         let fetched = refresh_once(&candidates, &s).await;
         sink.refreshed(fetched.is_some());
         let fetched = fetched.map(|(next, disagreements)| {
@@ -299,6 +306,88 @@ mod tests {
         assert_eq!(host_of("127.0.0.1:7000"), "127.0.0.1");
         assert_eq!(host_of("[::1]:7000"), "::1");
         assert_eq!(host_of("redis-a:7000"), "redis-a");
+    }
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::cluster::Shard;
+
+    /// A proxy whose map is complete but whose nodes are all gone: every refresh fails fast, and
+    /// the test counts how many are attempted.
+    struct CountingSink {
+        topology: Arc<Topology>,
+        refreshes: AtomicUsize,
+    }
+
+    impl TopologySink for CountingSink {
+        fn current(&self) -> Arc<Topology> {
+            self.topology.clone()
+        }
+        fn install(&self, _next: Topology) {}
+        fn refreshed(&self, _ok: bool) {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+        }
+        fn disagreed(&self, _slots: usize) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_refresh_requests_causes_one_refresh() {
+        let shard = Shard {
+            master: "127.0.0.1:1".into(),
+            replicas: vec![],
+            epoch: 1,
+        };
+        let sink = Arc::new(CountingSink {
+            topology: Arc::new(Topology::from_ranges([(0, 16383, shard)]).unwrap()),
+            refreshes: AtomicUsize::new(0),
+        });
+        let settings = RefreshSettings {
+            interval: Duration::from_secs(3600),
+            min_interval: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(50),
+            query_timeout: Duration::from_millis(50),
+            limits: Limits::default(),
+        };
+        let trigger = RefreshTrigger::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            vec![],
+            sink.clone(),
+            trigger.clone(),
+            settings,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            sink.refreshes.load(Ordering::SeqCst),
+            1,
+            "the start-up refresh"
+        );
+        // A thousand MOVED replies arriving together.
+        for _ in 0..1000 {
+            trigger.request();
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            sink.refreshes.load(Ordering::SeqCst),
+            2,
+            "one refresh for the burst"
+        );
+        // Requests spread over time are rate-limited to one per min_interval.
+        for _ in 0..50 {
+            trigger.request();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let n = sink.refreshes.load(Ordering::SeqCst);
+        assert!(
+            (3..=8).contains(&n),
+            "500 ms of requests at a 100 ms limit gave {n} refreshes"
+        );
+        let _ = stop.send(());
+        task.await.unwrap();
     }
 
     #[test]
