@@ -95,7 +95,14 @@ fn describe(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::split::split;
+    use crate::route::split::{split, Part, Split};
+
+    fn split_parts(a: &[Bytes], kind: SplitKind) -> Vec<Part> {
+        match split(a, kind) {
+            Split::Parts(p) => p,
+            Split::OneSlot(_) => panic!("expected parts"),
+        }
+    }
     use bytes::Bytes;
 
     fn args(v: &[&str]) -> Vec<Bytes> {
@@ -107,11 +114,11 @@ mod tests {
     #[test]
     fn mget_restores_client_order() {
         let a = args(&["MGET", "foo", "bar", "{foo}x"]);
-        let parts = split(&a, SplitKind::MGet);
-        // Part 0 holds foo and {foo}x, part 1 holds bar.
+        let parts = split_parts(&a, SplitKind::MGet);
+        // Part 0 holds bar (slot 5061), part 1 holds foo and {foo}x (slot 12182).
         let results = vec![
-            Ok(Reply::array(&[Reply::bulk(b"F"), Reply::null_bulk()])),
             Ok(Reply::array(&[Reply::bulk(b"B")])),
+            Ok(Reply::array(&[Reply::bulk(b"F"), Reply::null_bulk()])),
         ];
         let merged = merge(SplitKind::MGet, 3, &parts, results).unwrap();
         assert_eq!(
@@ -123,7 +130,7 @@ mod tests {
     #[test]
     fn sums_and_oks() {
         let a = args(&["DEL", "foo", "bar"]);
-        let parts = split(&a, SplitKind::SumKeys);
+        let parts = split_parts(&a, SplitKind::SumKeys);
         let r = merge(
             SplitKind::SumKeys,
             2,
@@ -132,7 +139,7 @@ mod tests {
         );
         assert_eq!(r.unwrap(), Reply::integer_reply(1));
         let a = args(&["MSET", "foo", "1", "bar", "2"]);
-        let parts = split(&a, SplitKind::MSet);
+        let parts = split_parts(&a, SplitKind::MSet);
         let r = merge(
             SplitKind::MSet,
             2,
@@ -145,7 +152,7 @@ mod tests {
     #[test]
     fn partial_failure_says_so() {
         let a = args(&["MSET", "foo", "1", "bar", "2"]);
-        let parts = split(&a, SplitKind::MSet);
+        let parts = split_parts(&a, SplitKind::MSet);
         let r = merge(
             SplitKind::MSet,
             2,
@@ -165,7 +172,7 @@ mod tests {
     #[test]
     fn short_mget_part_is_an_error() {
         let a = args(&["MGET", "foo", "bar"]);
-        let parts = split(&a, SplitKind::MGet);
+        let parts = split_parts(&a, SplitKind::MGet);
         let r = merge(
             SplitKind::MGet,
             2,

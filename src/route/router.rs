@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use super::error::RouteError;
 use super::merge::{merge, PartResult};
 use super::redirect::{self, Redirect};
-use super::split;
+use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{Node, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, TopologySink};
@@ -116,10 +116,12 @@ impl Router {
         affinity: usize,
     ) -> Result<Reply, RouteError> {
         let args = req.args();
-        if let Some(slot) = split::common_slot(args, kind) {
-            return self.send_to_slot(slot, req.to_resp(), affinity, args).await;
-        }
-        let parts = split::split(args, kind);
+        let parts = match split::split(args, kind) {
+            Split::OneSlot(slot) => {
+                return self.send_to_slot(slot, req.to_resp(), affinity, args).await;
+            }
+            Split::Parts(parts) => parts,
+        };
         let keys = match kind {
             SplitKind::MSet => (args.len() - 1) / 2,
             SplitKind::MGet | SplitKind::SumKeys => args.len() - 1,
