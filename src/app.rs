@@ -88,7 +88,8 @@ pub async fn run(
         interval: config.topology.refresh_interval(),
         min_interval: config.topology.min_refresh_interval(),
         connect_timeout: b.connect_timeout(),
-        query_timeout: b.op_timeout(),
+        // A slot map query is small: a node that takes longer than a connect is as good as down.
+        query_timeout: b.connect_timeout(),
         limits: reply_limits(limits),
     };
     let seeds: Vec<NodeAddr> = config

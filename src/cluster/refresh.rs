@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -184,15 +184,37 @@ fn host_of(addr: &str) -> &str {
 /// few enough that a fleet of proxies does not load the cluster.
 const ASK_AT_ONCE: usize = 3;
 
+/// After the first node answers, how long the others in its batch may still take. A hung node
+/// (stopped, overloaded) must not hold every refresh for a whole query timeout, and a failover
+/// is usually visible on any node that answers promptly.
+const STRAGGLER_GRACE: Duration = Duration::from_millis(100);
+
 /// Asks candidates, a few at a time, until some answer, and merges their views by config epoch.
 /// Returns the merged map and how many slots the answering nodes disagreed on.
 async fn refresh_once(candidates: &[NodeAddr], s: &RefreshSettings) -> Option<(Topology, usize)> {
     for batch in candidates.chunks(ASK_AT_ONCE) {
-        let answers = join_all(batch.iter().map(|addr| fetch_topology(addr, s))).await;
-        let mut views = Vec::with_capacity(answers.len());
-        for (addr, answer) in batch.iter().zip(answers) {
+        let mut pending: FuturesUnordered<_> = batch
+            .iter()
+            .map(|addr| async move { (addr, fetch_topology(addr, s).await) })
+            .collect();
+        let mut views = Vec::with_capacity(batch.len());
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                None => pending.next().await,
+                Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+            };
+            let Some((addr, answer)) = next else {
+                break;
+            };
             match answer {
-                Ok(view) => views.push(view),
+                Ok(view) => {
+                    views.push(view);
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + STRAGGLER_GRACE);
+                }
                 Err(e) => tracing::debug!(node = %addr, error = %e, "slot map query failed"),
             }
         }

@@ -226,12 +226,17 @@ impl Router {
                 }
             };
             let redirect = match redirect::classify(&reply, node.addr()) {
-                None => {
-                    if redirect::is_cluster_down(&reply) {
-                        self.trigger.request();
+                None if redirect::is_cluster_down(&reply) => {
+                    // The cluster refused the command (it did not run): while a failed master is
+                    // being replaced, full-coverage clusters refuse every slot for about a
+                    // second. Hold it like a request for an unreachable master.
+                    self.trigger.request();
+                    if self.keep_holding(&mut held_since).await {
+                        continue;
                     }
                     return Ok(reply);
                 }
+                None => return Ok(reply),
                 Some(r) => r,
             };
             redirects += 1;
