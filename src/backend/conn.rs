@@ -212,6 +212,7 @@ async fn write_loop(
             return true;
         };
         let mut next = Some(first);
+        let mut yielded = false;
         while let Some(p) = next {
             let Ok(permit) = waiters.reserve().await else {
                 return false;
@@ -239,6 +240,13 @@ async fn write_loop(
                 }
             }
             next = rx.try_recv().ok();
+            if next.is_none() && !yielded && buf.len() < BATCH_LIMIT {
+                // Let the sessions that are ready to run add their requests to this batch: one
+                // write for many clients instead of one per request.
+                yielded = true;
+                tokio::task::yield_now().await;
+                next = rx.try_recv().ok();
+            }
         }
         if !buf.is_empty() {
             if wr.write_all(&buf).await.is_err() {
