@@ -1,0 +1,292 @@
+//! Per-target totals over the rounds, and the table on stdout.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::proc::Ticks;
+use crate::run::{IdleTally, Sample, Tally};
+use crate::workload::Workload;
+
+pub const MIB: f64 = 1024.0;
+
+/// One target's totals over every round of a workload.
+pub struct Side {
+    pub tally: Tally,
+    pub secs: f64,
+    pub round_rps: Vec<f64>,
+    pub client_ticks: Option<Ticks>,
+    /// slotgate's CPU; `None` on the direct side, which never reads it.
+    pub proxy_ticks: Option<Ticks>,
+    /// Highest VmRSS seen at the end of a round.
+    pub rss_kib: Option<u64>,
+    /// VmHWM after the last round: the peak over the process's life so far, not this workload's.
+    pub hwm_kib: Option<u64>,
+    pub backend_conns: Option<f64>,
+    pub idle: IdleTally,
+}
+
+impl Side {
+    fn new() -> Side {
+        Side {
+            tally: Tally::new(),
+            secs: 0.0,
+            round_rps: Vec::new(),
+            client_ticks: Some(Ticks::default()),
+            proxy_ticks: Some(Ticks::default()),
+            rss_kib: None,
+            hwm_kib: None,
+            backend_conns: None,
+            idle: IdleTally::default(),
+        }
+    }
+
+    fn add(&mut self, s: Sample) {
+        self.tally.merge(&s.tally);
+        self.secs += s.secs;
+        self.round_rps.push(s.tally.requests as f64 / s.secs);
+        let sum = |a: Option<Ticks>, b: Option<Ticks>| Some(a?.plus(b?));
+        self.client_ticks = sum(self.client_ticks, s.client_ticks);
+        self.proxy_ticks = sum(self.proxy_ticks, s.proxy_ticks);
+        if let Some(f) = s.footprint {
+            self.rss_kib = self.rss_kib.max(f.rss_kib);
+            self.hwm_kib = f.hwm_kib.or(self.hwm_kib);
+            self.backend_conns = f.backend_conns.or(self.backend_conns);
+        }
+        self.idle.pings += s.idle.pings;
+        self.idle.errors += s.idle.errors;
+        if self.idle.first_error.is_none() {
+            self.idle.first_error = s.idle.first_error;
+        }
+    }
+
+    pub fn rps(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.tally.requests as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        self.tally.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// CPU µs per request, i.e. CPU seconds per million requests.
+    pub fn cpu_us(
+        &self,
+        ticks: Option<Ticks>,
+        part: fn(Ticks) -> u64,
+        clk_tck: u64,
+    ) -> Option<f64> {
+        let ticks = part(ticks?);
+        (self.tally.requests > 0)
+            .then(|| ticks as f64 / clk_tck as f64 * 1e6 / self.tally.requests as f64)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.tally.errors + self.idle.errors
+    }
+
+    pub fn first_error(&self) -> Option<&str> {
+        self.tally
+            .first_error
+            .as_deref()
+            .or(self.idle.first_error.as_deref())
+    }
+}
+
+pub struct Row {
+    pub w: Arc<Workload>,
+    pub direct: Side,
+    pub slotgate: Side,
+}
+
+impl Row {
+    pub fn new(w: Arc<Workload>) -> Row {
+        Row {
+            w,
+            direct: Side::new(),
+            slotgate: Side::new(),
+        }
+    }
+
+    pub fn add(&mut self, is_slotgate: bool, s: Sample) {
+        let side = if is_slotgate {
+            &mut self.slotgate
+        } else {
+            &mut self.direct
+        };
+        side.add(s);
+    }
+
+    pub fn ratio(&self) -> f64 {
+        let d = self.direct.rps();
+        if d > 0.0 {
+            self.slotgate.rps() / d
+        } else {
+            0.0
+        }
+    }
+
+    /// Per-round ratios, sorted. A wide spread says the machine, not slotgate, moved the total;
+    /// the median then resists one round that a burst of other work hit on one side only.
+    fn round_ratios(&self) -> Vec<f64> {
+        let mut ratios: Vec<f64> = (self.direct.round_rps.iter())
+            .zip(&self.slotgate.round_rps)
+            .filter(|&(d, _)| *d > 0.0)
+            .map(|(d, s)| s / d)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
+    }
+
+    pub fn median_ratio(&self) -> Option<f64> {
+        let r = self.round_ratios();
+        let mid = r.len() / 2;
+        match r.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(r[mid]),
+            _ => Some((r[mid - 1] + r[mid]) / 2.0),
+        }
+    }
+
+    /// "ok" or "MISS" per goal, for the lines under the table.
+    fn verdicts(&self, clk_tck: u64) -> String {
+        let g = self.w.goal;
+        let mark = |ok: bool| if ok { "ok" } else { "MISS" };
+        let ratio = self.ratio();
+        let mut out = format!(
+            "ratio {ratio:.3} >= {:.2} {}",
+            g.min_ratio,
+            mark(ratio >= g.min_ratio)
+        );
+        let rounds = self.round_ratios();
+        if let ([lo, .., hi], Some(median)) = (&rounds[..], self.median_ratio()) {
+            let _ = write!(out, " (rounds {lo:.2}-{hi:.2}, median {median:.2})");
+        }
+        if let (Some(max), Some(cpu)) = (
+            g.max_cpu_us,
+            self.slotgate
+                .cpu_us(self.slotgate.proxy_ticks, Ticks::total, clk_tck),
+        ) {
+            let _ = write!(out, "; CPU {cpu:.2} <= {max} µs/req {}", mark(cpu <= max));
+        }
+        if let Some(rss) = self.slotgate.rss_kib {
+            let rss = rss as f64 / MIB;
+            let _ = write!(
+                out,
+                "; RSS {rss:.1} < {} MiB {}",
+                g.max_rss_mib,
+                mark(rss < g.max_rss_mib)
+            );
+        }
+        out
+    }
+}
+
+fn client_cpu(side: &Side, clk_tck: u64) -> String {
+    let total = side.cpu_us(side.client_ticks, Ticks::total, clk_tck);
+    let user = side.cpu_us(side.client_ticks, |t| t.user, clk_tck);
+    format!("{} ({})", opt(total, 2), opt(user, 2))
+}
+
+fn lat(side: &Side) -> String {
+    let f = |q| fmt_us(side.quantile_us(q));
+    format!("{}/{}/{}", f(0.5), f(0.99), f(0.999))
+}
+
+fn fmt_us(us: f64) -> String {
+    if us < 10.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.0}")
+    }
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
+}
+
+pub fn table(rows: &[Row], clk_tck: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<13} {:>5} {:>4} {:>10} {:>10} {:>5}  {:>19} {:>19} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6}",
+        "workload",
+        "conns",
+        "pipe",
+        "direct/s",
+        "slotgate/s",
+        "ratio",
+        "direct p50/99/99.9",
+        "sg p50/99/99.9 µs",
+        "sg CPU",
+        "(user)",
+        "sg RSS",
+        "sg HWM",
+        "backend",
+        "errors"
+    );
+    let _ = writeln!(
+        out,
+        "{:<13} {:>5} {:>4} {:>10} {:>10} {:>5}  {:>19} {:>19} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6}",
+        "", "", "", "", "", "", "µs", "", "µs/req", "", "MiB", "MiB", "conns", ""
+    );
+    for r in rows {
+        let sg = &r.slotgate;
+        let conns = if r.w.idle > 0 {
+            format!("{}+{}", r.w.clients, r.w.idle)
+        } else {
+            r.w.clients.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{:<13} {:>5} {:>4} {:>10.0} {:>10.0} {:>5.2}  {:>19} {:>19} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6}",
+            r.w.name,
+            conns,
+            r.w.pipeline,
+            r.direct.rps(),
+            sg.rps(),
+            r.ratio(),
+            lat(&r.direct),
+            lat(sg),
+            opt(sg.cpu_us(sg.proxy_ticks, Ticks::total, clk_tck), 2),
+            opt(sg.cpu_us(sg.proxy_ticks, |t| t.user, clk_tck), 2),
+            opt(sg.rss_kib.map(|k| k as f64 / MIB), 1),
+            opt(sg.hwm_kib.map(|k| k as f64 / MIB), 1),
+            opt(sg.backend_conns, 0),
+            r.direct.errors() + sg.errors(),
+        );
+    }
+    let _ = writeln!(out, "\ngoals for slotgate:");
+    for r in rows {
+        let _ = writeln!(out, "  {:<13} {}", r.w.name, r.verdicts(clk_tck));
+    }
+    let _ = writeln!(
+        out,
+        "\nbench client CPU µs/req, total (user), direct / slotgate: a client that costs the \
+         same on both targets does not bias the ratio"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<13} {} / {}",
+            r.w.name,
+            client_cpu(&r.direct, clk_tck),
+            client_cpu(&r.slotgate, clk_tck)
+        );
+    }
+    for r in rows {
+        for (name, side) in [("direct", &r.direct), ("slotgate", &r.slotgate)] {
+            if let Some(e) = side.first_error() {
+                let _ = writeln!(
+                    out,
+                    "ERRORS {} {name}: {} (first: {e})",
+                    r.w.name,
+                    side.errors()
+                );
+            }
+        }
+    }
+    out
+}
