@@ -17,7 +17,7 @@ use super::health::Health;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
-use crate::protocol::{Reply, ReplyCodec};
+use crate::protocol::{ProtocolError, Reply, ReplyCodec};
 
 /// Writes larger than this skip the batch buffer: copying a big value only to write it is waste.
 const DIRECT_WRITE: usize = 16 * 1024;
@@ -285,6 +285,7 @@ async fn read_loop(
         };
         let reply = match next {
             Some(Ok(reply)) => reply,
+            Some(Err(ProtocolError::Io(_))) => return "read failed",
             Some(Err(_)) => return "malformed reply",
             None => return "closed by the node",
         };
