@@ -7,10 +7,10 @@
 
 #[path = "../tests/common/cluster.rs"]
 mod cluster;
+#[path = "common/mod.rs"]
+mod common;
 #[path = "load/json.rs"]
 mod json;
-#[path = "load/proc.rs"]
-mod proc;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/resp.rs"]
@@ -21,14 +21,14 @@ mod run;
 mod workload;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster::RedisCluster;
+use common::machine::{cpu_model, git_commit, loadavg, nproc, redis_version};
+use common::slotgate::{binary, target_dir, Launch, Slotgate};
 use json::Meta;
-use proc::Slotgate;
 use report::Row;
 use resp::{SlotMap, Target};
 use run::Timing;
@@ -101,35 +101,17 @@ impl Options {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        println!("load benchmark: run with scripts/bench-load.sh");
-        return ExitCode::SUCCESS;
-    }
-    let opts = match Options::parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("load: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match bench(&opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("load benchmark failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("load", USAGE, Options::parse, bench)
 }
 
 fn bench(opts: &Options) -> Result<(), String> {
     let started = Instant::now();
     let mut meta = Meta {
         commit: git_commit(),
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        nproc: nproc(),
         cpu_model: cpu_model(),
         redis: redis_version(),
-        clk_tck: proc::clock_ticks(),
+        clk_tck: common::proc::clock_ticks(),
         quick: opts.quick,
         rounds: opts.rounds,
         warmup_secs: opts.timing.warmup.as_secs_f64(),
@@ -147,12 +129,8 @@ fn bench(opts: &Options) -> Result<(), String> {
         opts.rounds, meta.warmup_secs, meta.measure_secs
     );
 
-    // Built by cargo for this bench in the release profile: the binary scripts/bench-load.sh built.
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_slotgate"));
-    let target_dir = bin
-        .parent()
-        .and_then(Path::parent)
-        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    let bin = binary();
+    let target_dir = target_dir(&bin);
 
     let cluster = RedisCluster::start(MASTERS, REPLICAS_PER_MASTER, NODE_TIMEOUT_MS);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -174,7 +152,13 @@ fn bench(opts: &Options) -> Result<(), String> {
     eprintln!("preloaded 110,000 keys in {:.1?}", t.elapsed());
 
     let log = target_dir.join("bench-load-slotgate.log");
-    let slotgate = Slotgate::start(&bin, &cluster.seed_addr(), &log)?;
+    let slotgate = Slotgate::start(&Launch {
+        bin: &bin,
+        seeds: &[cluster.seed_addr()],
+        config: None,
+        log: &log,
+        scratch: None,
+    })?;
     let direct = Target::Direct(map.clone());
     let proxied = Target::Slotgate(slotgate.addr);
     rt.block_on(async {
@@ -252,44 +236,4 @@ fn bench(opts: &Options) -> Result<(), String> {
         meta.elapsed_secs
     );
     Ok(())
-}
-
-fn git_commit() -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        _ => "unknown".into(),
-    }
-}
-
-fn redis_version() -> String {
-    let out = Command::new("redis-server").arg("--version").output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let version = text.ok().and_then(|t| {
-        t.split_whitespace()
-            .find_map(|w| w.strip_prefix("v="))
-            .map(str::to_owned)
-    });
-    format!("redis {}", version.as_deref().unwrap_or("unknown"))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::proc::Ticks;
+use crate::common::json::{num, onum, quote};
+use crate::common::proc::Ticks;
 use crate::report::{Row, Side, MIB};
 
 /// Facts about the run that the numbers depend on.
@@ -23,17 +24,17 @@ pub struct Meta {
 
 pub fn json(meta: &Meta, rows: &[Row]) -> String {
     let mut o = String::from("{\n");
-    let _ = writeln!(o, "  \"commit\": {},", s(&meta.commit));
+    let _ = writeln!(o, "  \"commit\": {},", quote(&meta.commit));
     let _ = writeln!(
         o,
         "  \"machine\": {{\"nproc\": {}, \"cpu_model\": {}, \"redis\": {}, \"clk_tck\": {}, \
          \"loadavg_start\": {}, \"loadavg_end\": {}}},",
         meta.nproc,
-        s(&meta.cpu_model),
-        s(&meta.redis),
+        quote(&meta.cpu_model),
+        quote(&meta.redis),
         meta.clk_tck,
-        s(&meta.loadavg_start),
-        s(&meta.loadavg_end)
+        quote(&meta.loadavg_start),
+        quote(&meta.loadavg_end)
     );
     let _ = writeln!(
         o,
@@ -51,8 +52,8 @@ pub fn json(meta: &Meta, rows: &[Row]) -> String {
             o,
             "    {{\"name\": {}, \"op\": {}, \"clients\": {}, \"pipeline\": {}, \
              \"idle_connections\": {}, \"value_bytes\": {}, \"ratio\": {}, \"median_round_ratio\": {},",
-            s(w.name),
-            s(w.op.name()),
+            quote(w.name),
+            quote(w.op.name()),
             w.clients,
             w.pipeline,
             w.idle,
@@ -100,7 +101,7 @@ fn side_json(side: &Side, clk_tck: u64) -> String {
         num(side.quantile_us(0.999)),
         num(side.tally.hist.max() as f64 / 1000.0),
         side.errors(),
-        side.first_error().map_or_else(|| "null".into(), s),
+        side.first_error().map_or_else(|| "null".into(), quote),
         onum(side.cpu_us(side.client_ticks, Ticks::total, clk_tck)),
         onum(side.cpu_us(side.proxy_ticks, Ticks::total, clk_tck)),
         onum(side.cpu_us(side.proxy_ticks, |t| t.user, clk_tck)),
@@ -110,36 +111,4 @@ fn side_json(side: &Side, clk_tck: u64) -> String {
         onum(side.backend_conns),
         side.idle.pings
     )
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    } else {
-        "null".into()
-    }
-}
-
-fn onum(v: Option<f64>) -> String {
-    v.map_or_else(|| "null".into(), num)
-}
-
-fn s(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::proc::Ticks;
+use crate::common::proc::Ticks;
 use crate::run::{IdleTally, Sample, Tally};
 use crate::workload::Workload;
 

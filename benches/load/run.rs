@@ -9,7 +9,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::proc::{self_cpu_ticks, Footprint, Probe, Ticks};
+use crate::common::proc::{self_cpu_ticks, Ticks};
+use crate::common::slotgate::{Footprint, Probe};
 use crate::resp::{Client, Target, OP_TIMEOUT};
 use crate::workload::{check, push_request, Op, Workload, MULTI_KEYS};
 
