@@ -21,6 +21,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA="$ROOT/.local-cluster"
 PORTS=(7000 7001 7002 7003 7004 7005)
+# One replica per master.
+REPLICAS_EXPECTED=$(( ${#PORTS[@]} / 2 ))
 NODE_TIMEOUT_MS=5000
 LISTEN_PORT=6380
 LISTEN="127.0.0.1:$LISTEN_PORT"
@@ -145,6 +147,11 @@ wait_cluster_ok() {
                 break
             fi
         done
+        # Replicas attach a moment after the slots are assigned; a cluster without them would
+        # not survive the first failover a user tries.
+        if [ "$ok" = 1 ] && [ "$(timeout 2 redis-cli -p "${PORTS[0]}" cluster nodes 2>/dev/null | grep -c slave)" -lt "$REPLICAS_EXPECTED" ]; then
+            ok=0
+        fi
         [ "$ok" = 1 ] && return 0
         if [ "$SECONDS" -ge "$deadline" ]; then
             log "cluster not ok after 60 s; node views:" >&2
