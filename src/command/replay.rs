@@ -119,12 +119,7 @@ pub fn replay_safe(args: &[Bytes]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::protocol::test_args as args;
 
     #[test]
     fn lists_are_sorted_for_binary_search() {

@@ -179,12 +179,7 @@ fn hello(args: &[Bytes], client: &mut ClientState) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::protocol::test_args as args;
 
     fn run(cmd: LocalCommand, v: &[&str], c: &mut ClientState) -> Reply {
         answer(cmd, &args(v), c).0

@@ -22,3 +22,12 @@ pub use frame::Frame;
 pub use limits::Limits;
 pub use reply::{Reply, ReplyCodec};
 pub use request::{Request, RequestCodec};
+
+/// Argument slices from text, for unit tests across the crate.
+#[cfg(test)]
+pub(crate) fn test_args(words: &[&str]) -> Vec<bytes::Bytes> {
+    words
+        .iter()
+        .map(|w| bytes::Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}

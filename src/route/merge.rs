@@ -95,6 +95,7 @@ fn describe(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::test_args as args;
     use crate::route::split::{split, Part, Split};
 
     fn split_parts(a: &[Bytes], kind: SplitKind) -> Vec<Part> {
@@ -104,12 +105,6 @@ mod tests {
         }
     }
     use bytes::Bytes;
-
-    fn args(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
 
     #[test]
     fn mget_restores_client_order() {

@@ -75,12 +75,7 @@ pub fn split(args: &[Bytes], kind: SplitKind) -> Split {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(v: &[&str]) -> Vec<Bytes> {
-        v.iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect()
-    }
+    use crate::protocol::test_args as args;
 
     #[test]
     fn mget_groups_by_slot_in_client_order() {
