@@ -11,6 +11,9 @@ pub enum RouteError {
     /// Redis' own words for a slot nobody serves, so clients that handle it keep working.
     #[error("CLUSTERDOWN Hash slot not served")]
     SlotUnserved(Slot),
+    /// A keyless or fanned-out command, and no master is known yet.
+    #[error("CLUSTERDOWN The cluster is down")]
+    NoMasters,
     #[error("ERR slotgate: too many redirections for slot {slot} (limit {limit})")]
     TooManyRedirects { slot: Slot, limit: u32 },
     #[error("ERR slotgate: {0}")]
@@ -37,6 +40,7 @@ impl RouteError {
         match self {
             RouteError::CrossSlot => "crossslot",
             RouteError::SlotUnserved(_) => "slot_unserved",
+            RouteError::NoMasters => "no_masters",
             RouteError::TooManyRedirects { .. } => "too_many_redirects",
             RouteError::Backend(BackendError::Unavailable { .. }) => "backend_unavailable",
             RouteError::Backend(BackendError::ConnectionLost { .. }) => "backend_connection_lost",

@@ -136,12 +136,15 @@ impl Router {
     }
 
     async fn any_master(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
-        let masters = self.table.load().serving_masters();
-        if masters.is_empty() {
-            self.trigger.request();
-            return Err(RouteError::SlotUnserved(Slot::for_key(b"")));
-        }
-        let node = &masters[affinity % masters.len()];
+        let node = {
+            let table = self.table.load();
+            let masters = table.serving_masters();
+            if masters.is_empty() {
+                self.trigger.request();
+                return Err(RouteError::NoMasters);
+            }
+            masters[affinity % masters.len()].clone()
+        };
         Ok(node.send(bytes, 0, affinity).await?)
     }
 
@@ -161,10 +164,12 @@ impl Router {
 
     /// Sends the same command to every serving master and returns their replies.
     pub async fn fan_out(&self, bytes: Bytes, affinity: usize) -> Vec<PartResult> {
-        let masters = self.table.load().serving_masters();
+        // Keep this snapshot alive across the awaits below, rather than a guard.
+        let table = self.table.load_full();
+        let masters = table.serving_masters();
         if masters.is_empty() {
             self.trigger.request();
-            return vec![Err(RouteError::SlotUnserved(Slot::for_key(b"")))];
+            return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
             n.send(bytes.clone(), 0, affinity)

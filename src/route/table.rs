@@ -8,18 +8,26 @@ use crate::cluster::{NodeAddr, Slot, Topology};
 pub struct RouteTable {
     pub topology: Arc<Topology>,
     masters: Vec<Arc<Node>>,
+    /// Masters that serve at least one slot, found once here rather than by scanning all 16384
+    /// slots on every keyless or fanned-out request.
+    serving: Vec<Arc<Node>>,
 }
 
 impl RouteTable {
     pub fn build(topology: Topology, pool: &Pool) -> RouteTable {
-        let masters = topology
+        let masters: Vec<Arc<Node>> = topology
             .shards()
             .iter()
             .map(|s| pool.node(&s.master))
             .collect();
+        let serving = topology
+            .serving_shards()
+            .map(|(i, _)| masters[i].clone())
+            .collect();
         RouteTable {
             topology: Arc::new(topology),
             masters,
+            serving,
         }
     }
 
@@ -28,11 +36,8 @@ impl RouteTable {
     }
 
     /// Masters that serve at least one slot.
-    pub fn serving_masters(&self) -> Vec<Arc<Node>> {
-        self.topology
-            .serving_shards()
-            .map(|(i, _)| self.masters[i].clone())
-            .collect()
+    pub fn serving_masters(&self) -> &[Arc<Node>] {
+        &self.serving
     }
 
     /// Whether a MOVED to `addr` for `slot` is news; many in-flight requests report the same move.
