@@ -259,19 +259,18 @@ mod tests {
         }
     }
 
+    /// Two nodes' views: one has not heard that slots 0-99 failed over from a:1 (epoch 1) to
+    /// r:1 (epoch 7).
+    fn before_and_after_failover() -> (Topology, Topology) {
+        let view = |owner: Shard| {
+            Topology::from_ranges([(0, 99, owner), (100, 16383, epoch_shard("b:1", 2))]).unwrap()
+        };
+        (view(epoch_shard("a:1", 1)), view(epoch_shard("r:1", 7)))
+    }
+
     #[test]
     fn merge_prefers_higher_epoch_and_counts_disagreement() {
-        // Node 1 has not heard of the failover of slots 0-99 from a:1 (epoch 1) to r:1 (epoch 7).
-        let stale = Topology::from_ranges([
-            (0, 99, epoch_shard("a:1", 1)),
-            (100, 16383, epoch_shard("b:1", 2)),
-        ])
-        .unwrap();
-        let fresh = Topology::from_ranges([
-            (0, 99, epoch_shard("r:1", 7)),
-            (100, 16383, epoch_shard("b:1", 2)),
-        ])
-        .unwrap();
+        let (stale, fresh) = before_and_after_failover();
         let (merged, disagree) = Topology::merge(&[stale.clone(), fresh.clone()]);
         assert_eq!(disagree, 100);
         assert_eq!(&**merged.master_of(Slot::new(5).unwrap()).unwrap(), "r:1");
@@ -283,16 +282,7 @@ mod tests {
 
     #[test]
     fn an_older_view_never_undoes_a_newer_one() {
-        let current = Topology::from_ranges([
-            (0, 99, epoch_shard("r:1", 7)),
-            (100, 16383, epoch_shard("b:1", 2)),
-        ])
-        .unwrap();
-        let stale = Topology::from_ranges([
-            (0, 99, epoch_shard("a:1", 1)),
-            (100, 16383, epoch_shard("b:1", 2)),
-        ])
-        .unwrap();
+        let (stale, current) = before_and_after_failover();
         let kept = stale.keep_newer(&current);
         assert_eq!(&**kept.master_of(Slot::new(5).unwrap()).unwrap(), "r:1");
         // A newer view is taken as it is, including a slot that moved to a new epoch.
