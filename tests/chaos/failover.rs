@@ -17,22 +17,8 @@ const SERVE_AGAIN_WITHIN_MS: i128 = 3000;
 #[test]
 fn sigkill_master() {
     let mut env = setup::start();
-    let victim = env.cluster.masters()[0];
-    let replica = env.cluster.replica_of(victim);
     let mut run = Run::start(&env, "kill");
-    let promotion = Promotion::watch(replica);
-
-    run.marks.victim = Some(victim);
-    run.marks
-        .event("writes paused on the victim, replicas synced");
-    setup::quiesce_writes(&env.cluster, victim);
-    let fault = run.marks.event("SIGKILL master");
-    env.cluster.kill(victim);
-    run.marks.fault = Some(fault);
-    run.marks.outage_from = Some(fault);
-    run.marks.promoted = Some(promotion.wait(PROMOTION_TIMEOUT));
-    env.cluster.wait_ok(SETTLE);
-    run.marks.event("cluster settled");
+    kill_first_master(&mut env, &mut run);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut done = run.finish("sigkill_master", &env);
@@ -120,22 +106,8 @@ fn sigstop_master() {
 #[test]
 fn restart_node() {
     let mut env = setup::start();
-    let victim = env.cluster.masters()[0];
-    let replica = env.cluster.replica_of(victim);
     let mut run = Run::start(&env, "restart");
-    let promotion = Promotion::watch(replica);
-
-    run.marks.victim = Some(victim);
-    run.marks
-        .event("writes paused on the victim, replicas synced");
-    setup::quiesce_writes(&env.cluster, victim);
-    let fault = run.marks.event("SIGKILL master");
-    env.cluster.kill(victim);
-    run.marks.fault = Some(fault);
-    run.marks.outage_from = Some(fault);
-    run.marks.promoted = Some(promotion.wait(PROMOTION_TIMEOUT));
-    env.cluster.wait_ok(SETTLE);
-    run.marks.event("cluster settled");
+    let (victim, replica) = kill_first_master(&mut env, &mut run);
     std::thread::sleep(Duration::from_secs(1));
     let restarted = run.marks.event("old master restarted");
     env.cluster.restart(victim);
@@ -155,7 +127,7 @@ fn restart_node() {
             "{} errors after the old master came back as a replica, which no request should \
              notice:{}",
             late.len(),
-            describe(&late, fault)
+            describe(&late, marks.fault.unwrap_or(restarted))
         )
     });
     v.check(rejoined_as_replica, || {
@@ -165,6 +137,27 @@ fn restart_node() {
 }
 
 /// Shards other than the victim must never see an error.
+/// SIGKILLs the first master under load (after pausing its writes so Redis' own asynchronous
+/// replication cannot lose an acknowledged write), waits for its replica's promotion and a settled
+/// cluster, and returns the killed master's port and its (now promoted) replica's.
+fn kill_first_master(env: &mut setup::Env, run: &mut Run) -> (u16, u16) {
+    let victim = env.cluster.masters()[0];
+    let replica = env.cluster.replica_of(victim);
+    let promotion = Promotion::watch(replica);
+    run.marks.victim = Some(victim);
+    run.marks
+        .event("writes paused on the victim, replicas synced");
+    setup::quiesce_writes(&env.cluster, victim);
+    let fault = run.marks.event("SIGKILL master");
+    env.cluster.kill(victim);
+    run.marks.fault = Some(fault);
+    run.marks.outage_from = Some(fault);
+    run.marks.promoted = Some(promotion.wait(PROMOTION_TIMEOUT));
+    env.cluster.wait_ok(SETTLE);
+    run.marks.event("cluster settled");
+    (victim, replica)
+}
+
 fn check_other_shards(v: &mut Verdict, r: &LoadResult, marks: &Marks) {
     let others = errors_off_shard(r, marks.victim);
     v.check(others.is_empty(), || {
