@@ -21,6 +21,7 @@ mod run;
 mod workload;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,10 +153,12 @@ fn bench(opts: &Options) -> Result<(), String> {
     eprintln!("preloaded 110,000 keys in {:.1?}", t.elapsed());
 
     let log = target_dir.join("bench-load-slotgate.log");
+    // A config file to measure a setting against the defaults (workers, connections per node).
+    let config = std::env::var_os("SLOTGATE_BENCH_CONFIG").map(PathBuf::from);
     let slotgate = Slotgate::start(&Launch {
         bin: &bin,
         seeds: &[cluster.seed_addr()],
-        config: None,
+        config: config.as_deref(),
         log: &log,
         scratch: None,
     })?;

@@ -70,6 +70,12 @@ impl Conn {
     /// can yield to tokio's cooperative budget and be overtaken by a later request of the same
     /// client. When the channel is full, an unconstrained send joins the semaphore's FIFO queue on
     /// its first poll, so later requests (whose `try_send` fails while anyone waits) queue behind it.
+    /// Queues a request only if there is room now; never waits. The fast path uses it, and falls
+    /// back to [`Conn::enqueue`] (through the router's slow path) when it refuses.
+    pub fn try_enqueue(&self, p: Pending) -> bool {
+        self.tx.try_send(p).is_ok()
+    }
+
     pub async fn enqueue(&self, p: Pending) -> Result<(), ()> {
         match self.tx.try_send(p) {
             Ok(()) => Ok(()),

@@ -10,6 +10,6 @@ mod settings;
 
 pub use error::BackendError;
 pub use health::Health;
-pub use node::Node;
+pub use node::{Node, PendingReply};
 pub use pool::Pool;
 pub use settings::BackendSettings;

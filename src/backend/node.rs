@@ -1,9 +1,12 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::conn::{Conn, Pending};
+use super::conn::{Conn, NotSent, Pending};
 use super::error::BackendError;
 use super::health::Health;
 use super::settings::BackendSettings;
@@ -46,6 +49,23 @@ impl Node {
         &self.addr
     }
 
+    /// Queues `bytes` (one command) without waiting, or returns `None` when the connection has
+    /// no room (or is gone); the caller then takes the slow path, [`Node::send`].
+    ///
+    /// There is no per-request timer here, to keep one off every request: a node that stops
+    /// answering is caught by its connection's hung-node check, which drops the connection and
+    /// so fails every request waiting on it.
+    pub fn try_send(&self, bytes: Bytes, affinity: usize) -> Option<PendingReply> {
+        let conn = &self.conns[affinity % self.conns.len()];
+        let (tx, rx) = oneshot::channel();
+        let queued = conn.try_enqueue(Pending {
+            bytes,
+            skip: 0,
+            reply: tx,
+        });
+        queued.then_some(PendingReply { rx })
+    }
+
     /// Sends `bytes` (one or more commands) and returns the reply of the last one, discarding the
     /// first `skip` replies. `affinity` picks the connection: one client always uses the same one,
     /// so its commands to this node run in the order it sent them.
@@ -84,5 +104,32 @@ impl Node {
                 millis: self.op_timeout.as_millis() as u64,
             }),
         }
+    }
+}
+
+/// A reply on its way from a node, for a caller that polls it in place instead of awaiting a
+/// future of its own.
+pub struct PendingReply {
+    rx: oneshot::Receiver<Result<Reply, NotSent>>,
+}
+
+impl PendingReply {
+    /// `node` is the one the request went to; it names the node in errors.
+    pub fn poll_reply(
+        &mut self,
+        cx: &mut Context<'_>,
+        node: &Node,
+    ) -> Poll<Result<Reply, BackendError>> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|outcome| match outcome {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(NotSent)) => Err(BackendError::Unavailable {
+                    addr: node.addr.clone(),
+                }),
+                Err(_) => Err(BackendError::ConnectionLost {
+                    addr: node.addr.clone(),
+                }),
+            })
     }
 }

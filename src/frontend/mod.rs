@@ -1,5 +1,6 @@
 //! The client side: accept connections, decode requests, answer in order.
 
+mod inflight;
 mod info;
 mod listener;
 mod local;

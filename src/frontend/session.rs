@@ -2,27 +2,23 @@
 //! future in an ordered queue, and replies are written in the order the requests arrived, however
 //! the backends they went to race each other.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
+use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
 use super::Frontend;
 use crate::command::Plan;
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::Router;
-
-type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// Replies at least this big are written straight from their buffer instead of being copied into
 /// the batch.
@@ -41,7 +37,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             id,
             ..Default::default()
         },
-        inflight: FuturesOrdered::new(),
+        inflight: Inflight::new(fe.router.clone(), id as usize),
         reading: true,
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -112,13 +108,13 @@ async fn push(wr: &mut OwnedWriteHalf, out: &mut BytesMut, reply: Reply) -> std:
 struct Session {
     fe: Arc<Frontend>,
     client: ClientState,
-    inflight: FuturesOrdered<ReplyFuture>,
+    inflight: Inflight,
     reading: bool,
 }
 
 impl Session {
     fn ready(&mut self, reply: Reply) {
-        self.inflight.push_back(Box::pin(std::future::ready(reply)));
+        self.inflight.ready(reply);
     }
 
     fn count(&self, reply: &Reply) {
@@ -142,9 +138,15 @@ impl Session {
                 (_, After::Info) => self.info(&req),
             },
             plan => {
-                let router = self.fe.router.clone();
                 let affinity = self.client.id as usize;
-                self.inflight.push_back(Box::pin(async move {
+                if let Plan::Keyed(keys) = plan {
+                    if let Some(started) = self.fe.router.start(&req, keys, affinity) {
+                        self.inflight.fast(req, started);
+                        return;
+                    }
+                }
+                let router = self.fe.router.clone();
+                self.inflight.task(Box::pin(async move {
                     router.execute(&req, plan, affinity).await
                 }));
             }
@@ -156,7 +158,7 @@ impl Session {
         let fe = self.fe.clone();
         let stats = fe.stats();
         let affinity = self.client.id as usize;
-        self.inflight.push_back(Box::pin(async move {
+        self.inflight.task(Box::pin(async move {
             let keyspace = match sections.needs_keyspace() {
                 true => Some(keyspace(&fe.router, fe.settings.limits, affinity).await),
                 false => None,

@@ -2,6 +2,7 @@
 //! follow the cluster's redirections.
 
 mod error;
+mod fast;
 // Public so benches/hotpath.rs can measure splitting and merging without a cluster.
 pub mod merge;
 mod redirect;
@@ -10,4 +11,5 @@ pub mod split;
 mod table;
 
 pub use error::RouteError;
+pub use fast::{Started, Unsettled};
 pub use router::{RouteSettings, Router};

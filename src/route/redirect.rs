@@ -31,6 +31,14 @@ pub fn classify(reply: &Reply, replied_by: &str) -> Option<Redirect> {
     None
 }
 
+/// Whether `classify` would see a redirection, without building one: the fast path asks this of
+/// every error reply.
+pub fn is_redirect(reply: &Reply) -> bool {
+    reply.error().is_some_and(|e| {
+        e.starts_with(b"MOVED ") || e.starts_with(b"ASK ") || e.starts_with(b"TRYAGAIN")
+    })
+}
+
 /// Errors that mean the cluster itself is reconfiguring: worth a slot map refresh.
 pub fn is_cluster_down(reply: &Reply) -> bool {
     reply.error().is_some_and(|e| e.starts_with(b"CLUSTERDOWN"))

@@ -13,7 +13,7 @@ use super::merge::{merge, PartResult};
 use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
-use crate::backend::{Node, Pool};
+use crate::backend::{BackendError, Node, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, TopologySink};
 use crate::command::{self, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ pub struct RouteSettings {
 }
 
 pub struct Router {
-    table: ArcSwap<RouteTable>,
+    pub(super) table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
     pool: Pool,
     trigger: RefreshTrigger,
@@ -193,31 +193,50 @@ impl Router {
         affinity: usize,
         args: &[Bytes],
     ) -> Result<Reply, RouteError> {
+        self.follow(slot, bytes, affinity, args, None).await
+    }
+
+    /// [`Router::send_to_slot`], optionally carrying on from a first attempt already made (the
+    /// session's fast path sent the request and got an outcome that needs the router).
+    pub(super) async fn follow(
+        &self,
+        slot: Slot,
+        bytes: Bytes,
+        affinity: usize,
+        args: &[Bytes],
+        mut first: Option<(Arc<Node>, Result<Reply, BackendError>)>,
+    ) -> Result<Reply, RouteError> {
         // Where to send next when a redirect overrides the slot map, and whether to ASK.
         let mut redirected: Option<(Arc<Node>, bool)> = None;
         let mut redirects = 0u32;
         let mut held_since: Option<Instant> = None;
         loop {
-            let (node, asking) = match redirected.take() {
-                Some(target) => target,
-                None => match self.table.load().master_for(slot) {
-                    Some(n) => (n.clone(), false),
-                    None => {
-                        self.trigger.request();
-                        if self.keep_holding(&mut held_since).await {
-                            continue;
-                        }
-                        return Err(RouteError::SlotUnserved(slot));
-                    }
-                },
-            };
-            let sent = if asking {
-                let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
-                b.extend_from_slice(ASKING);
-                b.extend_from_slice(&bytes);
-                node.send(b.freeze(), 1, affinity).await
-            } else {
-                node.send(bytes.clone(), 0, affinity).await
+            let (node, sent) = match first.take() {
+                Some(attempt) => attempt,
+                None => {
+                    let (node, asking) = match redirected.take() {
+                        Some(target) => target,
+                        None => match self.table.load().master_for(slot) {
+                            Some(n) => (n.clone(), false),
+                            None => {
+                                self.trigger.request();
+                                if self.keep_holding(&mut held_since).await {
+                                    continue;
+                                }
+                                return Err(RouteError::SlotUnserved(slot));
+                            }
+                        },
+                    };
+                    let sent = if asking {
+                        let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
+                        b.extend_from_slice(ASKING);
+                        b.extend_from_slice(&bytes);
+                        node.send(b.freeze(), 1, affinity).await
+                    } else {
+                        node.send(bytes.clone(), 0, affinity).await
+                    };
+                    (node, sent)
+                }
             };
             let reply = match sent {
                 Ok(r) => r,

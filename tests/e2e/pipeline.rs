@@ -26,6 +26,48 @@ fn ten_thousand_command_pipeline_answers_in_order() {
 }
 
 #[test]
+fn mixed_pipeline_keeps_order_across_fast_and_split_requests() {
+    // Single-key commands are sent while the proxy reads them; split and keyless ones run as
+    // futures of their own. Replies, and the order the node sees writes of one key in, must
+    // still follow the client's order, however the two kinds interleave.
+    let mut c = env().proxy.client();
+    let mut pipe = redis::pipe();
+    let n = 400;
+    for i in 0..n {
+        let (a, b) = (format!("mx:{i}:a"), format!("mx:{i}:b"));
+        pipe.cmd("SET").arg(&a).arg(i);
+        pipe.cmd("MSET").arg(&b).arg(i + 1).arg(&a).arg(i + 2);
+        pipe.cmd("GET").arg(&a);
+        pipe.cmd("MGET").arg(&a).arg(&b).arg("mx:none");
+        pipe.cmd("INCR").arg(&a);
+        pipe.cmd("DBSIZE");
+        pipe.cmd("DEL").arg(&a).arg(&b).arg("mx:none");
+        pipe.cmd("GET").arg(&b);
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
+    assert_eq!(replies.len(), n * 8);
+    let bulk = |v: usize| Value::BulkString(v.to_string().into_bytes());
+    for (i, r) in replies.chunks(8).enumerate() {
+        assert_eq!(r[0], Value::Okay, "SET #{i}");
+        assert_eq!(r[1], Value::Okay, "MSET #{i}");
+        assert_eq!(r[2], bulk(i + 2), "GET after MSET #{i}");
+        assert_eq!(
+            r[3],
+            Value::Array(vec![bulk(i + 2), bulk(i + 1), Value::Nil]),
+            "MGET #{i}"
+        );
+        assert_eq!(r[4], Value::Int(i as i64 + 3), "INCR #{i}");
+        assert!(
+            matches!(r[5], Value::Int(n) if n >= 2),
+            "DBSIZE #{i}: {:?}",
+            r[5]
+        );
+        assert_eq!(r[6], Value::Int(2), "DEL #{i}");
+        assert_eq!(r[7], Value::Nil, "GET after DEL #{i}");
+    }
+}
+
+#[test]
 fn binary_keys_and_values() {
     let mut c = env().proxy.client();
     let all: Vec<u8> = (0..=255u8).collect();

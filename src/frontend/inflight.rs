@@ -1,0 +1,139 @@
+//! One client's requests in flight, answered strictly in arrival order.
+//!
+//! Most requests take the router's fast path: already sent when they are queued here, they cost an
+//! entry in a ring buffer and a reply channel, and are polled only when they reach the head,
+//! since nothing can be written before the head anyway. Everything else runs as a future in an
+//! ordered set that is driven on every poll, so that a fanned-out MGET makes progress while
+//! requests ahead of it are still waiting. A fast-path request whose reply needs the router
+//! (a redirection, a lost node) turns into such a future once it is at the head.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
+
+use crate::protocol::{Reply, Request};
+use crate::route::{Router, Started};
+
+pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+enum Entry {
+    Ready(Reply),
+    /// Sent on the fast path; the request is kept in case the router has to take over.
+    Fast {
+        req: Request,
+        started: Started,
+    },
+    /// The next output of `tasks` still owed.
+    Task,
+    /// A fast-path request the router took over, at the head of the queue.
+    Resumed(ReplyFuture),
+}
+
+pub(super) struct Inflight {
+    queue: VecDeque<Entry>,
+    tasks: FuturesOrdered<ReplyFuture>,
+    /// Task outputs that came out before their turn; `tasks` yields them in queue order.
+    done: VecDeque<Reply>,
+    router: Arc<Router>,
+    affinity: usize,
+}
+
+impl Inflight {
+    pub fn new(router: Arc<Router>, affinity: usize) -> Inflight {
+        Inflight {
+            queue: VecDeque::new(),
+            tasks: FuturesOrdered::new(),
+            done: VecDeque::new(),
+            router,
+            affinity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn ready(&mut self, reply: Reply) {
+        self.queue.push_back(Entry::Ready(reply));
+    }
+
+    pub fn fast(&mut self, req: Request, started: Started) {
+        self.queue.push_back(Entry::Fast { req, started });
+    }
+
+    /// Polls the future once right here, before the session reads another request: whatever it
+    /// sends first must be queued to its node ahead of the client's later requests. In the ordered
+    /// set its first poll could come after a later request's fast-path send (the set polls only so
+    /// many futures per call). The waker of this poll does nothing; that loses no wake-up, since the
+    /// set polls every newly added future again with the session's own.
+    pub fn task(&mut self, mut future: ReplyFuture) {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(reply) => self.ready(reply),
+            Poll::Pending => {
+                self.tasks.push_back(future);
+                self.queue.push_back(Entry::Task);
+            }
+        }
+    }
+
+    fn pop(&mut self, reply: Reply) -> Poll<Option<Reply>> {
+        self.queue.pop_front();
+        Poll::Ready(Some(reply))
+    }
+}
+
+impl Stream for Inflight {
+    type Item = Reply;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+        let this = self.get_mut();
+        while let Poll::Ready(Some(reply)) = this.tasks.poll_next_unpin(cx) {
+            this.done.push_back(reply);
+        }
+        loop {
+            let Some(head) = this.queue.front_mut() else {
+                return Poll::Ready(None);
+            };
+            match head {
+                Entry::Ready(_) => {
+                    let Some(Entry::Ready(reply)) = this.queue.pop_front() else {
+                        unreachable!("the head was just matched as ready");
+                    };
+                    return Poll::Ready(Some(reply));
+                }
+                Entry::Task => {
+                    return match this.done.pop_front() {
+                        Some(reply) => this.pop(reply),
+                        None => Poll::Pending,
+                    }
+                }
+                Entry::Resumed(future) => {
+                    let reply = std::task::ready!(future.as_mut().poll(cx));
+                    return this.pop(reply);
+                }
+                Entry::Fast { started, .. } => match std::task::ready!(started.poll_settled(cx)) {
+                    Ok(reply) => return this.pop(reply),
+                    Err(unsettled) => {
+                        let Entry::Fast { req, .. } = std::mem::replace(head, Entry::Task) else {
+                            unreachable!("the head was just matched as fast");
+                        };
+                        let router = this.router.clone();
+                        let affinity = this.affinity;
+                        *head = Entry::Resumed(Box::pin(async move {
+                            router.resume(&req, unsettled, affinity).await
+                        }));
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The fast path for the request most clients send most: one slot, its master known, and room on
+//! the connection. Such a request is written to the connection's queue while the session
+//! dispatches it, and its reply is polled in place by the session: no future, no task and no
+//! timer of its own. Whatever needs more (a redirection, an unreachable node, a full queue) goes
+//! to the router's general path, [`Router::execute`] or [`Router::resume`], which handles it as
+//! if it had been there from the start.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::redirect;
+use super::router::Router;
+use crate::backend::{BackendError, Node, PendingReply};
+use crate::cluster::Slot;
+use crate::command::Keys;
+use crate::protocol::{Reply, Request};
+
+/// A request on the fast path, sent and awaiting its reply.
+pub struct Started {
+    slot: Slot,
+    node: Arc<Node>,
+    reply: PendingReply,
+}
+
+/// What came back for a [`Started`] request that the fast path cannot finish on its own.
+pub struct Unsettled {
+    slot: Slot,
+    node: Arc<Node>,
+    outcome: Result<Reply, BackendError>,
+}
+
+impl Started {
+    /// `Ready(Ok)` is the client's reply; `Ready(Err)` must go to [`Router::resume`].
+    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reply, Unsettled>> {
+        let outcome = std::task::ready!(self.reply.poll_reply(cx, &self.node));
+        Poll::Ready(match outcome {
+            Ok(reply) if is_final(&reply) => Ok(reply),
+            outcome => Err(Unsettled {
+                slot: self.slot,
+                node: self.node.clone(),
+                outcome,
+            }),
+        })
+    }
+}
+
+/// A reply the router would pass through untouched: anything but a redirection or the cluster
+/// refusing the command while it reconfigures.
+fn is_final(reply: &Reply) -> bool {
+    reply.error().is_none() || !(redirect::is_redirect(reply) || redirect::is_cluster_down(reply))
+}
+
+impl Router {
+    /// Sends a single-key-slot request at once if it can take the fast path, or returns `None`
+    /// (nothing sent) for [`Router::execute`] to handle: no keys, keys in several slots, no known
+    /// master, or a full connection queue. Falling back keeps a client's order: a full queue
+    /// refuses every later request too until the slow path's waiting send gets in first.
+    pub fn start(&self, req: &Request, keys: Keys, affinity: usize) -> Option<Started> {
+        let args = req.args();
+        let mut slots = keys.iter().map(|i| crate::cluster::Slot::for_key(&args[i]));
+        let slot = slots.next()?;
+        if slots.any(|s| s != slot) {
+            return None;
+        }
+        let node = self.table.load().master_for(slot)?.clone();
+        let reply = node.try_send(req.to_resp(), affinity)?;
+        Some(Started { slot, node, reply })
+    }
+
+    /// Takes over a fast-path request whose outcome needs redirections, holding or a replay.
+    pub async fn resume(&self, req: &Request, unsettled: Unsettled, affinity: usize) -> Reply {
+        let Unsettled {
+            slot,
+            node,
+            outcome,
+        } = unsettled;
+        let first = Some((node, outcome));
+        match self
+            .follow(slot, req.to_resp(), affinity, req.args(), first)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::debug!(error = %e, kind = e.kind(), "request failed");
+                e.to_reply()
+            }
+        }
+    }
+}
