@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::RedisCluster;
+use cluster::{Node, RedisCluster};
 use common::machine::{cpu_model, git_commit, loadavg, nproc, redis_version};
 use common::slotgate::{binary, target_dir, Launch, Slotgate};
 use json::Meta;
@@ -134,6 +134,13 @@ fn bench(opts: &Options) -> Result<(), String> {
     let target_dir = target_dir(&bin);
 
     let cluster = RedisCluster::start(MASTERS, REPLICAS_PER_MASTER, NODE_TIMEOUT_MS);
+    // Taken once: nothing in this bench kills or restarts a node.
+    let redis_pids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .map(Node::pid)
+        .collect::<Option<_>>()
+        .ok_or("a Redis node has no process right after the cluster started")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -198,7 +205,14 @@ fn bench(opts: &Options) -> Result<(), String> {
                 let probe = is_slotgate.then_some(slotgate.probe);
                 // The same seed for both targets: the same keys in the same order.
                 let sample = rt
-                    .block_on(run::once(w, target, opts.timing, probe, run_seed))
+                    .block_on(run::once(
+                        w,
+                        target,
+                        opts.timing,
+                        probe,
+                        &redis_pids,
+                        run_seed,
+                    ))
                     .map_err(|e| format!("{} on {}: {e}", w.name, target.name()))?;
                 eprintln!(
                     "  {:<13} round {}/{} {:<8} {:>9.0} req/s  p99 {:>7.0} µs  errors {}",

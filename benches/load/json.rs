@@ -91,7 +91,8 @@ fn side_json(side: &Side, clk_tck: u64) -> String {
         "{{\"requests\": {}, \"rps\": {}, \"rounds_rps\": [{}], \"p50_us\": {}, \"p99_us\": {}, \
          \"p999_us\": {}, \"max_us\": {}, \"errors\": {}, \"first_error\": {}, \
          \"client_cpu_us_per_req\": {}, \"cpu_us_per_req\": {}, \"cpu_user_us_per_req\": {}, \
-         \"cpu_system_us_per_req\": {}, \"vm_rss_mib\": {}, \
+         \"cpu_system_us_per_req\": {}, \"redis_cpu_us_per_req\": {}, \
+         \"redis_cpu_user_us_per_req\": {}, \"vm_rss_mib\": {}, \
          \"vm_hwm_mib\": {}, \"backend_connections\": {}, \"idle_pings\": {}}}",
         side.tally.requests,
         num(side.rps()),
@@ -106,6 +107,8 @@ fn side_json(side: &Side, clk_tck: u64) -> String {
         onum(side.cpu_us(side.proxy_ticks, Ticks::total, clk_tck)),
         onum(side.cpu_us(side.proxy_ticks, |t| t.user, clk_tck)),
         onum(side.cpu_us(side.proxy_ticks, |t| t.system, clk_tck)),
+        onum(side.cpu_us(side.cluster_ticks, Ticks::total, clk_tck)),
+        onum(side.cpu_us(side.cluster_ticks, |t| t.user, clk_tck)),
         kib(side.rss_kib),
         kib(side.hwm_kib),
         onum(side.backend_conns),

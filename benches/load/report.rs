@@ -17,6 +17,8 @@ pub struct Side {
     pub client_ticks: Option<Ticks>,
     /// slotgate's CPU; `None` on the direct side, which never reads it.
     pub proxy_ticks: Option<Ticks>,
+    /// All Redis nodes' CPU, on both sides.
+    pub cluster_ticks: Option<Ticks>,
     /// Highest VmRSS seen at the end of a round.
     pub rss_kib: Option<u64>,
     /// VmHWM after the last round: the peak over the process's life so far, not this workload's.
@@ -33,6 +35,7 @@ impl Side {
             round_rps: Vec::new(),
             client_ticks: Some(Ticks::default()),
             proxy_ticks: Some(Ticks::default()),
+            cluster_ticks: Some(Ticks::default()),
             rss_kib: None,
             hwm_kib: None,
             backend_conns: None,
@@ -47,6 +50,7 @@ impl Side {
         let sum = |a: Option<Ticks>, b: Option<Ticks>| Some(a?.plus(b?));
         self.client_ticks = sum(self.client_ticks, s.client_ticks);
         self.proxy_ticks = sum(self.proxy_ticks, s.proxy_ticks);
+        self.cluster_ticks = sum(self.cluster_ticks, s.cluster_ticks);
         if let Some(f) = s.footprint {
             self.rss_kib = self.rss_kib.max(f.rss_kib);
             self.hwm_kib = f.hwm_kib.or(self.hwm_kib);
@@ -184,9 +188,10 @@ impl Row {
     }
 }
 
-fn client_cpu(side: &Side, clk_tck: u64) -> String {
-    let total = side.cpu_us(side.client_ticks, Ticks::total, clk_tck);
-    let user = side.cpu_us(side.client_ticks, |t| t.user, clk_tck);
+/// "total (user)" CPU µs per request, for the sections under the table.
+fn cpu_total_user(side: &Side, ticks: Option<Ticks>, clk_tck: u64) -> String {
+    let total = side.cpu_us(ticks, Ticks::total, clk_tck);
+    let user = side.cpu_us(ticks, |t| t.user, clk_tck);
     format!("{} ({})", opt(total, 2), opt(user, 2))
 }
 
@@ -272,8 +277,24 @@ pub fn table(rows: &[Row], clk_tck: u64) -> String {
             out,
             "  {:<13} {} / {}",
             r.w.name,
-            client_cpu(&r.direct, clk_tck),
-            client_cpu(&r.slotgate, clk_tck)
+            cpu_total_user(&r.direct, r.direct.client_ticks, clk_tck),
+            cpu_total_user(&r.slotgate, r.slotgate.client_ticks, clk_tck)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nredis CPU µs/req, all nodes, total (user), direct / slotgate: a yardstick for slotgate's \
+         CPU, since a node answering clients directly pays the same per-request socket costs that \
+         slotgate pays on its client side; through slotgate it should be lower, as slotgate \
+         batches many clients onto few connections"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<13} {} / {}",
+            r.w.name,
+            cpu_total_user(&r.direct, r.direct.cluster_ticks, clk_tck),
+            cpu_total_user(&r.slotgate, r.slotgate.cluster_ticks, clk_tck)
         );
     }
     for r in rows {

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::common::proc::{self_cpu_ticks, Ticks};
+use crate::common::proc::{cpu_ticks, self_cpu_ticks, Ticks};
 use crate::common::slotgate::{Footprint, Probe};
 use crate::resp::{Client, Target, OP_TIMEOUT};
 use crate::workload::{check, push_request, Op, Workload, MULTI_KEYS};
@@ -76,6 +76,10 @@ pub struct Sample {
     pub client_ticks: Option<Ticks>,
     /// slotgate's CPU over the measured window; only for slotgate runs.
     pub proxy_ticks: Option<Ticks>,
+    /// Every Redis node's CPU, summed, over the same window: the reference for slotgate's, as
+    /// a node too pays the kernel's loopback cost per request, and less of it per request when
+    /// slotgate batches many clients onto few connections.
+    pub cluster_ticks: Option<Ticks>,
     pub footprint: Option<Footprint>,
     pub idle: IdleTally,
 }
@@ -84,24 +88,38 @@ pub struct Sample {
 struct Marks {
     client: Option<Ticks>,
     proxy: Option<Ticks>,
+    cluster: Option<Ticks>,
 }
 
 impl Marks {
-    fn take(probe: Option<Probe>) -> Marks {
+    fn take(probe: Option<Probe>, redis_pids: &[u32]) -> Marks {
         Marks {
             client: self_cpu_ticks(),
             proxy: probe.and_then(|p| p.cpu_ticks()),
+            cluster: cluster_ticks(redis_pids),
         }
     }
 }
 
+/// A sum with one node missing would pass for a cheaper cluster, so it is no figure at all.
+fn cluster_ticks(pids: &[u32]) -> Option<Ticks> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(Ticks::default(), |sum, &pid| {
+        Some(sum.plus(cpu_ticks(pid)?))
+    })
+}
+
 /// `probe` is given for slotgate runs only: its CPU is read at the edges of the measured window
 /// and its memory and backend connections at the end, while every connection is still open.
+/// `redis_pids` are the cluster's nodes, whose CPU is read at the same edges for both targets.
 pub async fn once(
     w: &Arc<Workload>,
     target: &Target,
     timing: Timing,
     probe: Option<Probe>,
+    redis_pids: &[u32],
     seed: u64,
 ) -> Result<Sample, String> {
     let (stop, stopped) = watch::channel(false);
@@ -129,9 +147,9 @@ pub async fn once(
         .collect();
 
     tokio::time::sleep_until(warm.into()).await;
-    let before = Marks::take(probe);
+    let before = Marks::take(probe, redis_pids);
     tokio::time::sleep_until(end.into()).await;
-    let after = Marks::take(probe);
+    let after = Marks::take(probe, redis_pids);
 
     let mut tally = Tally::new();
     let deadline = end + OP_TIMEOUT + Duration::from_secs(5);
@@ -173,6 +191,7 @@ pub async fn once(
         secs: timing.measure.as_secs_f64(),
         client_ticks: delta(before.client, after.client),
         proxy_ticks: delta(before.proxy, after.proxy),
+        cluster_ticks: delta(before.cluster, after.cluster),
         footprint,
         idle: idle_tally,
     })
