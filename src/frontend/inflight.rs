@@ -96,8 +96,12 @@ impl Stream for Inflight {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
         let this = self.get_mut();
-        while let Poll::Ready(Some(reply)) = this.tasks.poll_next_unpin(cx) {
-            this.done.push_back(reply);
+        // Skipping an empty set matters: polling it still registers the waker, on every reply.
+        while !this.tasks.is_empty() {
+            match this.tasks.poll_next_unpin(cx) {
+                Poll::Ready(Some(reply)) => this.done.push_back(reply),
+                _ => break,
+            }
         }
         loop {
             let Some(head) = this.queue.front_mut() else {
