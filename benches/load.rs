@@ -161,7 +161,9 @@ fn bench(opts: &Options) -> Result<(), String> {
 
     let log = target_dir.join("bench-load-slotgate.log");
     // A config file to measure a setting against the defaults (workers, connections per node).
-    let config = std::env::var_os("SLOTGATE_BENCH_CONFIG").map(PathBuf::from);
+    let config = std::env::var_os("SLOTGATE_BENCH_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let slotgate = Slotgate::start(&Launch {
         bin: &bin,
         seeds: &[cluster.seed_addr()],
