@@ -141,16 +141,20 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Pipelined connections kept to each node. One is usually enough; a second spreads the
-    /// write work across cores and hides one connection's head-of-line stall.
+    /// Pipelined connections kept to each node. One is best for small requests: Redis serves a
+    /// node's connections on one thread anyway, and one connection carries the biggest batches,
+    /// so both slotgate and Redis make the fewest socket calls. A second hides one connection's
+    /// head-of-line stall behind a very large value.
     pub connections_per_node: usize,
     /// Requests that may wait for a reply on one backend connection; beyond it callers wait for
     /// room, so a slow node pushes back on clients instead of growing a queue without bound.
     pub max_inflight_per_connection: usize,
     /// Milliseconds allowed for a TCP connect to a node before it counts as down.
     pub connect_timeout_ms: u64,
-    /// Milliseconds a request may wait for its reply before the client gets an error; without
-    /// it a node that stops answering would hold every client pipelined behind it forever.
+    /// Milliseconds a node may leave a connection's requests without any reply before it counts
+    /// as hung: its waiting requests fail as timed out (or are replayed when safe) and the
+    /// connection is dropped. Without it a node that stops answering would hold every client
+    /// pipelined behind it forever.
     pub op_timeout_ms: u64,
     /// First delay, in milliseconds, before reconnecting to a node; it doubles on each failure.
     /// Must be above zero, since doubling zero never backs off.
@@ -166,7 +170,7 @@ pub struct BackendConfig {
 impl Default for BackendConfig {
     fn default() -> Self {
         Self {
-            connections_per_node: 2,
+            connections_per_node: 1,
             max_inflight_per_connection: 4096,
             connect_timeout_ms: 1000,
             op_timeout_ms: 5000,

@@ -23,13 +23,25 @@ use crate::protocol::{ProtocolError, Reply, ReplyCodec};
 const DIRECT_WRITE: usize = 16 * 1024;
 /// Flush the batch buffer once it holds this much, so one batch never grows without bound.
 const BATCH_LIMIT: usize = 64 * 1024;
+/// How finely the hung-node check divides the operation timeout: a hung node is given up on
+/// between one timeout and one timeout plus two of these periods after its last reply.
+const HUNG_CHECKS_PER_TIMEOUT: u32 = 4;
+/// Checks no more often than this, whatever the timeout.
+const MIN_HUNG_CHECK: Duration = Duration::from_millis(5);
 
-/// The request never reached the node (it was refused while the node was down), so the caller
-/// may send it anywhere without risking a double execution.
+/// Why a connection answers a request with no reply. A dropped sender says the third thing: the
+/// connection died with the request possibly executed.
 #[derive(Debug)]
-pub(crate) struct NotSent;
+pub(crate) enum Failure {
+    /// The request never reached the node (it was refused while the node was down), so the
+    /// caller may send it anywhere without risking a double execution.
+    NotSent,
+    /// The request was written, and the node then answered nothing for a whole operation
+    /// timeout: it is hung, and the request may or may not have run.
+    TimedOut,
+}
 
-pub(crate) type ReplySender = oneshot::Sender<Result<Reply, NotSent>>;
+pub(crate) type ReplySender = oneshot::Sender<Result<Reply, Failure>>;
 
 /// A request on its way to the node. `skip` counts replies to discard before the one that answers
 /// it: an `ASKING` sent in the same write comes back first.
@@ -179,7 +191,7 @@ async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration) -> bool {
             () = &mut sleep => return true,
             p = rx.recv() => match p {
                 Some(p) => {
-                    let _ = p.reply.send(Err(NotSent));
+                    let _ = p.reply.send(Err(Failure::NotSent));
                 }
                 None => return false,
             },
@@ -263,9 +275,12 @@ async fn write_loop(
     }
 }
 
-/// Matches replies to waiters in order. Also the hung-node detector: if requests wait through a
-/// whole operation timeout without a single reply, the node is treated as failed and the
-/// connection dropped, so it is reopened only once the node answers PING again.
+/// Matches replies to waiters in order. Also the hung-node detector, and so the only timeout a
+/// request has: if requests wait through a whole operation timeout without a single reply, every
+/// waiter is told it timed out and the connection is dropped, to be reopened only once the node
+/// answers PING again. One check per connection, a few times per timeout, instead of a timer per
+/// request: Redis answers a connection's requests in order, so the oldest waiter's wait is the
+/// connection's.
 async fn read_loop(
     rd: OwnedReadHalf,
     mut waiters: mpsc::Receiver<Waiter>,
@@ -273,19 +288,27 @@ async fn read_loop(
 ) -> &'static str {
     let mut replies = FramedRead::with_capacity(rd, ReplyCodec::new(s.limits), 16 * 1024);
     let mut current: Option<Waiter> = None;
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + s.op_timeout, s.op_timeout);
+    let period = (s.op_timeout / HUNG_CHECKS_PER_TIMEOUT).max(MIN_HUNG_CHECK);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut answered, mut answered_at_tick, mut waiting_at_tick) = (0u64, 0u64, false);
+    // Replies so far, and as of the last check; and when the connection was last seen either
+    // idle or making progress. A stall began after that, so waiting a period longer than the
+    // timeout before giving up guarantees every waiter a full timeout.
+    let (mut answered, mut answered_at_check) = (0u64, 0u64);
+    let mut progress_at = tokio::time::Instant::now();
     loop {
         let next = tokio::select! {
             r = replies.next() => r,
-            _ = tick.tick() => {
+            now = tick.tick() => {
                 let waiting = current.is_some() || !waiters.is_empty();
-                if waiting && waiting_at_tick && answered == answered_at_tick {
+                if !waiting || answered != answered_at_check {
+                    (progress_at, answered_at_check) = (now, answered);
+                } else if now.duration_since(progress_at) >= s.op_timeout + period {
+                    for w in current.take().into_iter().chain(std::iter::from_fn(|| waiters.try_recv().ok())) {
+                        let _ = w.reply.send(Err(Failure::TimedOut));
+                    }
                     return "no reply within the operation timeout";
                 }
-                (answered_at_tick, waiting_at_tick) = (answered, waiting);
                 continue;
             }
         };

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::conn::{Conn, NotSent, Pending};
+use super::conn::{Conn, Failure, Pending};
 use super::error::BackendError;
 use super::health::Health;
 use super::settings::BackendSettings;
@@ -52,9 +52,8 @@ impl Node {
     /// Queues `bytes` (one command) without waiting, or returns `None` when the connection has
     /// no room (or is gone); the caller then takes the slow path, [`Node::send`].
     ///
-    /// There is no per-request timer here, to keep one off every request: a node that stops
-    /// answering is caught by its connection's hung-node check, which drops the connection and
-    /// so fails every request waiting on it.
+    /// Like every request, it has no timer of its own: a node that stops answering is caught by
+    /// its connection's hung-node check, which fails every request waiting on it as timed out.
     pub fn try_send(&self, bytes: Bytes, affinity: usize) -> Option<PendingReply> {
         let conn = &self.conns[affinity % self.conns.len()];
         let (tx, rx) = oneshot::channel();
@@ -77,32 +76,32 @@ impl Node {
     ) -> Result<Reply, BackendError> {
         let conn = &self.conns[affinity % self.conns.len()];
         let (tx, rx) = oneshot::channel();
-        let exchange = async {
-            conn.enqueue(Pending {
-                bytes,
-                skip,
-                reply: tx,
-            })
-            .await
-            .map_err(|()| BackendError::Unavailable {
-                addr: self.addr.clone(),
-            })?;
-            match rx.await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_not_sent)) => Err(BackendError::Unavailable {
-                    addr: self.addr.clone(),
-                }),
-                Err(_) => Err(BackendError::ConnectionLost {
-                    addr: self.addr.clone(),
-                }),
-            }
-        };
-        match tokio::time::timeout(self.op_timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(BackendError::Timeout {
-                addr: self.addr.clone(),
+        conn.enqueue(Pending {
+            bytes,
+            skip,
+            reply: tx,
+        })
+        .await
+        .map_err(|()| BackendError::Unavailable {
+            addr: self.addr.clone(),
+        })?;
+        self.outcome(rx.await)
+    }
+
+    /// What a connection's answer means to the caller; see [`Failure`].
+    fn outcome(
+        &self,
+        answer: Result<Result<Reply, Failure>, oneshot::error::RecvError>,
+    ) -> Result<Reply, BackendError> {
+        let addr = self.addr.clone();
+        match answer {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr }),
+            Ok(Err(Failure::TimedOut)) => Err(BackendError::Timeout {
+                addr,
                 millis: self.op_timeout.as_millis() as u64,
             }),
+            Err(_) => Err(BackendError::ConnectionLost { addr }),
         }
     }
 }
@@ -110,7 +109,7 @@ impl Node {
 /// A reply on its way from a node, for a caller that polls it in place instead of awaiting a
 /// future of its own.
 pub struct PendingReply {
-    rx: oneshot::Receiver<Result<Reply, NotSent>>,
+    rx: oneshot::Receiver<Result<Reply, Failure>>,
 }
 
 impl PendingReply {
@@ -122,14 +121,6 @@ impl PendingReply {
     ) -> Poll<Result<Reply, BackendError>> {
         Pin::new(&mut self.rx)
             .poll(cx)
-            .map(|outcome| match outcome {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(NotSent)) => Err(BackendError::Unavailable {
-                    addr: node.addr.clone(),
-                }),
-                Err(_) => Err(BackendError::ConnectionLost {
-                    addr: node.addr.clone(),
-                }),
-            })
+            .map(|answer| node.outcome(answer))
     }
 }

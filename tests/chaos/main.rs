@@ -15,6 +15,7 @@ mod common;
 
 mod extra_node;
 mod failover;
+mod hung;
 mod load;
 mod planned;
 mod report;
