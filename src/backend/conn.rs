@@ -130,7 +130,7 @@ async fn supervise(
                 connected_before = true;
                 backoff = s.reconnect_backoff_min;
                 metrics.backend_connections.inc();
-                let end = drive(stream, &mut rx, &s).await;
+                let end = drive(stream, &mut rx, &s, &health).await;
                 metrics.backend_connections.dec();
                 match end {
                     End::Closed => break,
@@ -147,7 +147,7 @@ async fn supervise(
                     down = true;
                 }
                 let wait = backoff.mul_f64(0.5 + fastrand::f64());
-                if !refuse_for(&mut rx, wait).await {
+                if !refuse_for(&mut rx, wait, &health).await {
                     break;
                 }
                 backoff = (backoff * 2).min(s.reconnect_backoff_max);
@@ -183,7 +183,7 @@ async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<TcpStream> {
 }
 
 /// Refuses every request that arrives during `wait`. Returns false once no sender is left.
-async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration) -> bool {
+async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration, health: &Health) -> bool {
     let sleep = tokio::time::sleep(wait);
     tokio::pin!(sleep);
     loop {
@@ -191,6 +191,7 @@ async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration) -> bool {
             () = &mut sleep => return true,
             p = rx.recv() => match p {
                 Some(p) => {
+                    health.disrupted();
                     let _ = p.reply.send(Err(Failure::NotSent));
                 }
                 None => return false,
@@ -206,17 +207,29 @@ enum End {
     Failed(&'static str),
 }
 
-async fn drive(stream: TcpStream, rx: &mut mpsc::Receiver<Pending>, s: &BackendSettings) -> End {
+async fn drive(
+    stream: TcpStream,
+    rx: &mut mpsc::Receiver<Pending>,
+    s: &BackendSettings,
+    health: &Health,
+) -> End {
     let (rd, wr) = stream.into_split();
     // Bounded by the in-flight limit: the writer waits for room before sending more.
-    let (wtx, wrx) = mpsc::channel::<Waiter>(s.max_inflight);
-    tokio::select! {
+    let (wtx, mut wrx) = mpsc::channel::<Waiter>(s.max_inflight);
+    let mut current: Option<Waiter> = None;
+    // Each branch reports the disruption before its future (and so every waiter) is dropped.
+    let end = tokio::select! {
         closed = write_loop(wr, rx, wtx) => match closed {
             true => End::Closed,
             false => End::Failed("write failed"),
         },
-        why = read_loop(rd, wrx, s) => End::Failed(why),
+        why = read_loop(rd, &mut wrx, &mut current, s, health) => End::Failed(why),
+    };
+    if matches!(end, End::Failed(_)) {
+        health.disrupted();
     }
+    drop((current, wrx));
+    end
 }
 
 async fn write_loop(
@@ -283,11 +296,12 @@ async fn write_loop(
 /// connection's.
 async fn read_loop(
     rd: OwnedReadHalf,
-    mut waiters: mpsc::Receiver<Waiter>,
+    waiters: &mut mpsc::Receiver<Waiter>,
+    current: &mut Option<Waiter>,
     s: &BackendSettings,
+    health: &Health,
 ) -> &'static str {
     let mut replies = FramedRead::with_capacity(rd, ReplyCodec::new(s.limits), 16 * 1024);
-    let mut current: Option<Waiter> = None;
     let period = (s.op_timeout / HUNG_CHECKS_PER_TIMEOUT).max(MIN_HUNG_CHECK);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,6 +318,7 @@ async fn read_loop(
                 if !waiting || answered != answered_at_check {
                     (progress_at, answered_at_check) = (now, answered);
                 } else if now.duration_since(progress_at) >= s.op_timeout + period {
+                    health.disrupted();
                     for w in current.take().into_iter().chain(std::iter::from_fn(|| waiters.try_recv().ok())) {
                         let _ = w.reply.send(Err(Failure::TimedOut));
                     }
@@ -325,7 +340,7 @@ async fn read_loop(
         };
         if w.skip > 0 {
             w.skip -= 1;
-            current = Some(w);
+            *current = Some(w);
             continue;
         }
         // The caller may have timed out and gone; its reply is simply dropped.

@@ -1,4 +1,4 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What every connection reports to: how many are down right now, and whom to tell when one
@@ -6,6 +6,10 @@ use std::sync::Arc;
 /// MOVED; only polling finds its replacement) and calmly otherwise.
 pub struct Health {
     down: AtomicUsize,
+    /// Counts events after which an earlier request may be sent again (or later than usual):
+    /// a request refused or lost by a connection, a change of route, a request held. Sessions
+    /// compare it to keep a client's requests in order across such a retry; see `disrupted`.
+    disruptions: AtomicU64,
     on_failure: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -14,6 +18,7 @@ impl Health {
     pub fn new(on_failure: Arc<dyn Fn() + Send + Sync>) -> Health {
         Health {
             down: AtomicUsize::new(0),
+            disruptions: AtomicU64::new(0),
             on_failure,
         }
     }
@@ -21,6 +26,16 @@ impl Health {
     /// Some connection cannot reach its node.
     pub fn degraded(&self) -> bool {
         self.down.load(Ordering::Relaxed) > 0
+    }
+
+    /// Must be called before the affected request learns of it: a session that then sends a
+    /// later request of the same client sees the count changed and waits for the earlier one.
+    pub fn disrupted(&self) {
+        self.disruptions.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn disruptions(&self) -> u64 {
+        self.disruptions.load(Ordering::SeqCst)
     }
 
     pub(crate) fn failed(&self) {

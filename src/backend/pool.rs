@@ -31,6 +31,10 @@ impl Pool {
         self.health.degraded()
     }
 
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// The node at `addr`, connecting to it on first use.
     pub fn node(&self, addr: &NodeAddr) -> Arc<Node> {
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());

@@ -39,6 +39,8 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         },
         inflight: Inflight::new(fe.router.clone(), id as usize),
         reading: true,
+        disruptions: 0,
+        parked: None,
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = fe.settings.max_pipeline;
@@ -64,14 +66,24 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                     break;
                 }
                 out.clear();
+                if session.inflight.is_empty() {
+                    if let Some(req) = session.parked.take() {
+                        session.dispatch(req);
+                    }
+                }
             }
-            next = requests.next(), if session.reading && session.inflight.len() < max_pipeline => {
+            next = requests.next(), if session.reading && session.inflight.len() < max_pipeline && session.parked.is_none() => {
                 match next {
                     Some(Ok(req)) => {
                         if let Some(d) = idle {
                             idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                         }
-                        session.dispatch(req);
+                        // Checked here, not in the branch's condition: select! evaluates that once,
+                        // and a disruption may come while this branch waits for the client.
+                        match session.in_step() {
+                            true => session.dispatch(req),
+                            false => session.parked = Some(req),
+                        }
                     }
                     Some(Err(ProtocolError::Io(_))) | None => session.reading = false,
                     Some(Err(e)) => {
@@ -110,6 +122,10 @@ struct Session {
     client: ClientState,
     inflight: Inflight,
     reading: bool,
+    /// The router's disruption count when the oldest request in flight was dispatched.
+    disruptions: u64,
+    /// A request read after a disruption, waiting for everything before it to be answered.
+    parked: Option<Request>,
 }
 
 impl Session {
@@ -126,7 +142,21 @@ impl Session {
         }
     }
 
+    /// Whether a new request may be sent now without overtaking an earlier one. After a
+    /// disruption (a request refused or lost by a node, a route change, a held request) an
+    /// earlier request of this client may be sent again, to a new master, after a later one had
+    /// gone there directly: SET k 1 then SET k 2 would leave 1. So the session stops reading until
+    /// everything in flight is answered. The count is read just before the later request loads
+    /// the slot map, and every disruption is counted before the map changes or the earlier
+    /// request hears of it; what remains is a map change landing between those two loads.
+    fn in_step(&self) -> bool {
+        self.inflight.is_empty() || self.fe.router.disruptions() == self.disruptions
+    }
+
     fn dispatch(&mut self, req: Request) {
+        if self.inflight.is_empty() {
+            self.disruptions = self.fe.router.disruptions();
+        }
         let plan = self.fe.router.classify(&req);
         match plan {
             Plan::Local(cmd) => match local::answer(cmd, req.args(), &mut self.client) {

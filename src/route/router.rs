@@ -281,6 +281,7 @@ impl Router {
                     redirected = Some((self.pool.node(&addr), true));
                 }
                 Redirect::TryAgain => {
+                    self.pool.health().disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
                     self.trigger.request();
                     tokio::time::sleep(Duration::from_millis(5 << redirects.min(6))).await;
@@ -289,8 +290,17 @@ impl Router {
         }
     }
 
+    /// Counts events after which a request may be sent again, or later than it would have been:
+    /// a session compares it between two requests of one client to keep them in order.
+    pub fn disruptions(&self) -> u64 {
+        self.pool.health().disruptions()
+    }
+
     /// Waits a moment for the slot map to change, unless the request has been held too long.
     async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
+        if held_since.is_none() {
+            self.pool.health().disrupted();
+        }
         let since = *held_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.settings.hold_timeout {
             return false;
@@ -302,6 +312,7 @@ impl Router {
     /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.
     fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
         if !self.table.load().already_routes(slot, addr) {
+            self.pool.health().disrupted();
             self.table.rcu(|cur| {
                 if cur.already_routes(slot, addr) {
                     return Arc::clone(cur);
@@ -331,6 +342,7 @@ impl TopologySink for Router {
     fn install(&self, next: Topology) {
         let table = RouteTable::build(next, &self.pool);
         let keep = table.topology.all_nodes();
+        self.pool.health().disrupted();
         self.table.store(Arc::new(table));
         self.pool.retain(&keep);
     }

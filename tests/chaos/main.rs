@@ -17,6 +17,7 @@ mod extra_node;
 mod failover;
 mod hung;
 mod load;
+mod order;
 mod planned;
 mod report;
 mod run;
