@@ -188,6 +188,26 @@ impl Row {
     }
 }
 
+/// One line per workload of some process's CPU per request, direct / slotgate.
+fn cpu_section(
+    out: &mut String,
+    rows: &[Row],
+    title: &str,
+    ticks: fn(&Side) -> Option<Ticks>,
+    clk_tck: u64,
+) {
+    let _ = writeln!(out, "\n{title}");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<13} {} / {}",
+            r.w.name,
+            cpu_total_user(&r.direct, ticks(&r.direct), clk_tck),
+            cpu_total_user(&r.slotgate, ticks(&r.slotgate), clk_tck)
+        );
+    }
+}
+
 /// "total (user)" CPU µs per request, for the sections under the table.
 fn cpu_total_user(side: &Side, ticks: Option<Ticks>, clk_tck: u64) -> String {
     let total = side.cpu_us(ticks, Ticks::total, clk_tck);
@@ -267,36 +287,24 @@ pub fn table(rows: &[Row], clk_tck: u64) -> String {
     for r in rows {
         let _ = writeln!(out, "  {:<13} {}", r.w.name, r.verdicts(clk_tck));
     }
-    let _ = writeln!(
-        out,
-        "\nbench client CPU µs/req, total (user), direct / slotgate: a client that costs the \
-         same on both targets does not bias the ratio"
+    cpu_section(
+        &mut out,
+        rows,
+        "bench client CPU µs/req, total (user), direct / slotgate: a client that costs the same \
+         on both targets does not bias the ratio",
+        |s| s.client_ticks,
+        clk_tck,
     );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "  {:<13} {} / {}",
-            r.w.name,
-            cpu_total_user(&r.direct, r.direct.client_ticks, clk_tck),
-            cpu_total_user(&r.slotgate, r.slotgate.client_ticks, clk_tck)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nredis CPU µs/req, all nodes, total (user), direct / slotgate: a yardstick for slotgate's \
+    cpu_section(
+        &mut out,
+        rows,
+        "redis CPU µs/req, all nodes, total (user), direct / slotgate: a yardstick for slotgate's \
          CPU, since a node answering clients directly pays the same per-request socket costs that \
          slotgate pays on its client side; through slotgate it should be lower, as slotgate \
-         batches many clients onto few connections"
+         batches many clients onto few connections",
+        |s| s.cluster_ticks,
+        clk_tck,
     );
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "  {:<13} {} / {}",
-            r.w.name,
-            cpu_total_user(&r.direct, r.direct.cluster_ticks, clk_tck),
-            cpu_total_user(&r.slotgate, r.slotgate.cluster_ticks, clk_tck)
-        );
-    }
     for r in rows {
         for (name, side) in [("direct", &r.direct), ("slotgate", &r.slotgate)] {
             if let Some(e) = side.first_error() {
