@@ -82,12 +82,6 @@ impl Conn {
     /// can yield to tokio's cooperative budget and be overtaken by a later request of the same
     /// client. When the channel is full, an unconstrained send joins the semaphore's FIFO queue on
     /// its first poll, so later requests (whose `try_send` fails while anyone waits) queue behind it.
-    /// Queues a request only if there is room now; never waits. The fast path uses it, and falls
-    /// back to [`Conn::enqueue`] (through the router's slow path) when it refuses.
-    pub fn try_enqueue(&self, p: Pending) -> bool {
-        self.tx.try_send(p).is_ok()
-    }
-
     pub async fn enqueue(&self, p: Pending) -> Result<(), ()> {
         match self.tx.try_send(p) {
             Ok(()) => Ok(()),
@@ -97,12 +91,19 @@ impl Conn {
                 .map_err(|_| ()),
         }
     }
+
+    /// Queues a request only if there is room now; never waits. The fast path uses it, and falls
+    /// back to [`Conn::enqueue`] (through the router's slow path) when it refuses.
+    pub fn try_enqueue(&self, p: Pending) -> bool {
+        self.tx.try_send(p).is_ok()
+    }
 }
 
 /// Keeps one connection up for as long as anyone may send on it, reconnecting with capped,
 /// jittered exponential backoff so a restarting node is not stormed by every proxy at once.
-/// While the node cannot be reached, requests are refused at once as [`NotSent`] instead of
-/// queueing: the router holds them until the slot's new master is known, and sends them there.
+/// While the node cannot be reached, requests are refused at once as [`Failure::NotSent`]
+/// instead of queueing: the router holds them until the slot's new master is known, and sends
+/// them there.
 async fn supervise(
     addr: NodeAddr,
     mut rx: mpsc::Receiver<Pending>,
@@ -217,7 +218,8 @@ async fn drive(
     // Bounded by the in-flight limit: the writer waits for room before sending more.
     let (wtx, mut wrx) = mpsc::channel::<Waiter>(s.max_inflight);
     let mut current: Option<Waiter> = None;
-    // Each branch reports the disruption before its future (and so every waiter) is dropped.
+    // The waiters live here rather than in the loops, so that the disruption is counted before
+    // they are dropped (which is how their callers learn of it).
     let end = tokio::select! {
         closed = write_loop(wr, rx, wtx) => match closed {
             true => End::Closed,
@@ -319,7 +321,8 @@ async fn read_loop(
                     (progress_at, answered_at_check) = (now, answered);
                 } else if now.duration_since(progress_at) >= s.op_timeout + period {
                     health.disrupted();
-                    for w in current.take().into_iter().chain(std::iter::from_fn(|| waiters.try_recv().ok())) {
+                    let queued = std::iter::from_fn(|| waiters.try_recv().ok());
+                    for w in current.take().into_iter().chain(queued) {
                         let _ = w.reply.send(Err(Failure::TimedOut));
                     }
                     return "no reply within the operation timeout";
@@ -343,7 +346,7 @@ async fn read_loop(
             *current = Some(w);
             continue;
         }
-        // The caller may have timed out and gone; its reply is simply dropped.
+        // The caller may be gone (its client disconnected); the reply is simply dropped.
         let _ = w.reply.send(Ok(reply));
     }
 }

@@ -93,15 +93,15 @@ impl Node {
         &self,
         answer: Result<Result<Reply, Failure>, oneshot::error::RecvError>,
     ) -> Result<Reply, BackendError> {
-        let addr = self.addr.clone();
+        let addr = || self.addr.clone();
         match answer {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr }),
+            Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr: addr() }),
             Ok(Err(Failure::TimedOut)) => Err(BackendError::Timeout {
-                addr,
+                addr: addr(),
                 millis: self.op_timeout.as_millis() as u64,
             }),
-            Err(_) => Err(BackendError::ConnectionLost { addr }),
+            Err(_) => Err(BackendError::ConnectionLost { addr: addr() }),
         }
     }
 }

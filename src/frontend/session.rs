@@ -1,6 +1,6 @@
-//! One client connection. The only place that guarantees reply order: every request becomes a
-//! future in an ordered queue, and replies are written in the order the requests arrived, however
-//! the backends they went to race each other.
+//! One client connection. The only place that guarantees reply order: every request takes a place
+//! in an ordered queue (`inflight`), and replies are written in the order the requests arrived,
+//! however the backends they went to race each other.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -57,7 +57,7 @@ impl Router {
     /// refuses every later request too until the slow path's waiting send gets in first.
     pub fn start(&self, req: &Request, keys: Keys, affinity: usize) -> Option<Started> {
         let args = req.args();
-        let mut slots = keys.iter().map(|i| crate::cluster::Slot::for_key(&args[i]));
+        let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
         let slot = slots.next()?;
         if slots.any(|s| s != slot) {
             return None;
