@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::cluster::RedisCluster;
 use crate::load::LoadResult;
 use crate::report::{describe, errors_off_shard, errors_on_shard, promotion_to_success, Marks};
 use crate::run::Run;
@@ -31,21 +32,10 @@ fn sigkill_master() {
 #[test]
 fn sigstop_master() {
     let mut env = setup::start();
-    let victim = env.cluster.masters()[0];
-    let replica = env.cluster.replica_of(victim);
     let mut run = Run::start(&env, "stop");
-    let promotion = Promotion::watch(replica);
-
-    run.marks.victim = Some(victim);
-    run.marks
-        .event("writes paused on the victim, replicas synced");
-    setup::quiesce_writes(&env.cluster, victim);
-    let fault = run.marks.event("SIGSTOP master");
-    env.cluster.stop(victim);
-    run.marks.fault = Some(fault);
-    run.marks.outage_from = Some(fault);
-    let promoted = promotion.wait(PROMOTION_TIMEOUT);
-    run.marks.promoted = Some(promoted);
+    let (victim, _) = fail_first_master(&mut env, &mut run, "SIGSTOP master", RedisCluster::stop);
+    let fault = run.marks.fault.expect("set by fail_first_master");
+    let promoted = run.marks.promoted.expect("set by fail_first_master");
     // The old master stays frozen well past the promotion: the shard must serve from its new
     // master without any help from the old one.
     std::thread::sleep(
@@ -136,11 +126,24 @@ fn restart_node() {
     done.verdict.done();
 }
 
-/// Shards other than the victim must never see an error.
-/// SIGKILLs the first master under load (after pausing its writes so Redis' own asynchronous
-/// replication cannot lose an acknowledged write), waits for its replica's promotion and a settled
+/// SIGKILLs the first master under load, waits for its replica's promotion and a settled
 /// cluster, and returns the killed master's port and its (now promoted) replica's.
 fn kill_first_master(env: &mut setup::Env, run: &mut Run) -> (u16, u16) {
+    let ports = fail_first_master(env, run, "SIGKILL master", RedisCluster::kill);
+    env.cluster.wait_ok(SETTLE);
+    run.marks.event("cluster settled");
+    ports
+}
+
+/// Applies `fault` to the first master under load (after pausing its writes so Redis' own
+/// asynchronous replication cannot lose an acknowledged write), marks it, and waits for its
+/// replica's promotion. Returns the master's port and the replica's.
+fn fail_first_master(
+    env: &mut setup::Env,
+    run: &mut Run,
+    what: &'static str,
+    fault: fn(&mut RedisCluster, u16),
+) -> (u16, u16) {
     let victim = env.cluster.masters()[0];
     let replica = env.cluster.replica_of(victim);
     let promotion = Promotion::watch(replica);
@@ -148,16 +151,15 @@ fn kill_first_master(env: &mut setup::Env, run: &mut Run) -> (u16, u16) {
     run.marks
         .event("writes paused on the victim, replicas synced");
     setup::quiesce_writes(&env.cluster, victim);
-    let fault = run.marks.event("SIGKILL master");
-    env.cluster.kill(victim);
-    run.marks.fault = Some(fault);
-    run.marks.outage_from = Some(fault);
+    let at = run.marks.event(what);
+    fault(&mut env.cluster, victim);
+    run.marks.fault = Some(at);
+    run.marks.outage_from = Some(at);
     run.marks.promoted = Some(promotion.wait(PROMOTION_TIMEOUT));
-    env.cluster.wait_ok(SETTLE);
-    run.marks.event("cluster settled");
     (victim, replica)
 }
 
+/// Shards other than the victim must never see an error.
 fn check_other_shards(v: &mut Verdict, r: &LoadResult, marks: &Marks) {
     let others = errors_off_shard(r, marks.victim);
     v.check(others.is_empty(), || {
