@@ -6,19 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendSettings, Health, Pool};
 use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
 use crate::command::CommandTable;
 use crate::config::Config;
-use crate::frontend::{self, Frontend, SessionSettings};
+use crate::error::AppError;
+use crate::frontend::{self, Frontend, SessionSettings, Shard};
 use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::protocol::Limits;
-use crate::route::{RouteSettings, Router};
+use crate::route::{RouteSettings, Router, Routers};
 
-struct Readiness(Arc<Router>);
+struct Readiness(Arc<Routers>);
 
 impl HealthSource for Readiness {
     fn ready(&self) -> bool {
@@ -49,41 +52,47 @@ fn reply_limits(client: Limits) -> Limits {
 }
 
 /// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves.
+///
+/// The data path runs on `workers` shard threads (one per core by default), each a
+/// single-threaded runtime with its own router and backend connections; the caller's runtime
+/// only accepts clients, refreshes the slot map and serves metrics.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), AppError> {
     let limits = limits(&config);
     let metrics = Arc::new(Metrics::new());
     let b = &config.backend;
     let trigger = RefreshTrigger::default();
     let on_failure = trigger.clone();
     let health = Arc::new(Health::new(Arc::new(move || on_failure.request())));
-    let pool = Pool::new(
-        BackendSettings {
-            connections_per_node: b.connections_per_node,
-            max_inflight: b.max_inflight_per_connection,
-            connect_timeout: b.connect_timeout(),
-            op_timeout: b.op_timeout(),
-            reconnect_backoff_min: b.reconnect_backoff_min(),
-            reconnect_backoff_max: b.reconnect_backoff_max(),
-            limits: reply_limits(limits),
-        },
-        metrics.clone(),
-        health,
-    );
-    let router = Arc::new(Router::new(
-        pool,
-        trigger.clone(),
-        RouteSettings {
-            max_redirects: config.topology.max_redirects,
-            hold_timeout: b.hold_timeout(),
-        },
-        metrics.clone(),
-    ));
+    let backend = Arc::new(BackendSettings {
+        connections_per_node: b.connections_per_node,
+        max_inflight: b.max_inflight_per_connection,
+        connect_timeout: b.connect_timeout(),
+        op_timeout: b.op_timeout(),
+        reconnect_backoff_min: b.reconnect_backoff_min(),
+        reconnect_backoff_max: b.reconnect_backoff_max(),
+        limits: reply_limits(limits),
+    });
+    let route = RouteSettings {
+        max_redirects: config.topology.max_redirects,
+        hold_timeout: b.hold_timeout(),
+    };
     let stop = CancellationToken::new();
+    // However `run` ends, even by being dropped, the shard threads end with it.
+    let _stop_shards = stop.clone().drop_guard();
+    let (runtimes, mut stopped) = start_shards(shard_count(config.workers), &stop)?;
+    let routers: Vec<Arc<Router>> = runtimes
+        .iter()
+        .map(|rt| {
+            let pool = Pool::new(backend.clone(), metrics.clone(), health.clone(), rt.clone());
+            Arc::new(Router::new(pool, trigger.clone(), route, metrics.clone()))
+        })
+        .collect();
+    let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
     let refresh_settings = RefreshSettings {
         interval: config.topology.refresh_interval(),
         min_interval: config.topology.min_refresh_interval(),
@@ -99,27 +108,23 @@ pub async fn run(
         .collect();
     tokio::spawn(refresh::run(
         seeds,
-        router.clone() as Arc<dyn TopologySink>,
+        all.clone() as Arc<dyn TopologySink>,
         trigger,
         refresh_settings.clone(),
         stop.clone().cancelled_owned(),
     ));
-    tokio::spawn(learn_commands(
-        router.clone(),
-        refresh_settings,
-        stop.clone(),
-    ));
+    tokio::spawn(learn_commands(all.clone(), refresh_settings, stop.clone()));
     if let Some(l) = metrics_listener {
         tokio::spawn(crate::metrics::http::serve(
             l,
             metrics.clone(),
-            Arc::new(Readiness(router.clone())),
+            Arc::new(Readiness(all)),
             stop.clone().cancelled_owned(),
         ));
     }
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let fe = Arc::new(Frontend::new(
-        router,
+    let first = Frontend::new(
+        routers[0].clone(),
         metrics,
         SessionSettings {
             max_pipeline: config.client.max_pipeline,
@@ -128,18 +133,62 @@ pub async fn run(
             limits,
             port,
         },
-    ));
-    tracing::info!(listen = %config.listen, port, "slotgate serving");
-    frontend::serve(listener, fe, shutdown).await;
+    );
+    let shards: Vec<Arc<Shard>> = runtimes
+        .into_iter()
+        .zip(routers)
+        .map(|(rt, router)| Arc::new(Shard::new(rt, Arc::new(first.sibling(router)))))
+        .collect();
+    tracing::info!(listen = %config.listen, port, shards = shards.len(), "slotgate serving");
+    frontend::serve(listener, shards, config.max_clients, shutdown).await;
     stop.cancel();
+    // Every shard thread drops its sender after its runtime, and with it every session and
+    // backend connection, is gone.
+    let _ = stopped.recv().await;
+    Ok(())
+}
+
+fn shard_count(workers: usize) -> usize {
+    match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Starts `n` threads, each running a single-threaded runtime until `stop` is cancelled. The
+/// receiver yields `None` once all of them have dropped their runtimes.
+fn start_shards(
+    n: usize,
+    stop: &CancellationToken,
+) -> Result<(Vec<Handle>, mpsc::Receiver<()>), AppError> {
+    let (done, stopped) = mpsc::channel(1);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(AppError::Runtime)?;
+        handles.push(rt.handle().clone());
+        let stop = stop.clone();
+        let done = done.clone();
+        std::thread::Builder::new()
+            .name(format!("slotgate-shard-{i}"))
+            .spawn(move || {
+                rt.block_on(stop.cancelled());
+                drop(rt);
+                drop(done);
+            })
+            .map_err(AppError::Runtime)?;
+    }
+    Ok((handles, stopped))
 }
 
 /// Learns key positions of commands the builtin table lacks (modules, newer servers) from a
 /// master's `COMMAND` reply, once the cluster is reachable. Until then the builtin table serves.
-async fn learn_commands(router: Arc<Router>, s: RefreshSettings, stop: CancellationToken) {
+async fn learn_commands(routers: Arc<Routers>, s: RefreshSettings, stop: CancellationToken) {
     loop {
-        let master = router
-            .topology()
+        let master = routers
+            .current()
             .shards()
             .first()
             .map(|sh| sh.master.clone());
@@ -148,7 +197,7 @@ async fn learn_commands(router: Arc<Router>, s: RefreshSettings, stop: Cancellat
                 Ok(reply) => {
                     let mut table = CommandTable::builtin();
                     let learned = table.learn(&reply);
-                    router.set_commands(table);
+                    routers.set_commands(table);
                     tracing::info!(node = %addr, learned, "learned commands from the cluster");
                     return;
                 }

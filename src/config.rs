@@ -73,8 +73,10 @@ pub struct Config {
     /// Address of the HTTP endpoint serving `/metrics`, `/readyz` and `/livez`, as `ip:port`;
     /// `null` turns it off for deployments that scrape nothing.
     pub metrics_listen: Option<String>,
-    /// Runtime worker threads; 0 means one per core, which is what a proxy that is mostly
-    /// socket work wants unless it shares the machine.
+    /// Shard threads serving clients; 0 means one per core. Each shard is a single-threaded
+    /// runtime with its own backend connections, and a client stays on one shard, so a request
+    /// and its reply never wake another thread. One is best for a sidecar on a small machine
+    /// it shares with its app.
     pub workers: usize,
     /// Connections accepted at once; further clients wait in the kernel's backlog, so a
     /// connection storm cannot exhaust file descriptors needed for backends.
@@ -141,10 +143,10 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Pipelined connections kept to each node. One is best for small requests: Redis serves a
-    /// node's connections on one thread anyway, and one connection carries the biggest batches,
-    /// so both slotgate and Redis make the fewest socket calls. A second hides one connection's
-    /// head-of-line stall behind a very large value.
+    /// Pipelined connections each shard (see `workers`) keeps to each node. One is best for
+    /// small requests: Redis serves a node's connections on one thread anyway, and one
+    /// connection carries the biggest batches, so both slotgate and Redis make the fewest socket
+    /// calls. A second hides one connection's head-of-line stall behind a very large value.
     pub connections_per_node: usize,
     /// Requests that may wait for a reply on one backend connection; beyond it callers wait for
     /// room, so a slow node pushes back on clients instead of growing a queue without bound.

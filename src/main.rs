@@ -31,19 +31,19 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: slotgate::config::Config) -> Result<(), AppError> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
-    }
-    let rt = rt.enable_all().build().map_err(AppError::Runtime)?;
+    // Clients are served on shard threads that `app::run` starts; this runtime only accepts them,
+    // refreshes the slot map and answers metrics scrapes.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
     rt.block_on(async {
         let listener = bind(&config.listen).await?;
         let metrics = match &config.metrics_listen {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        slotgate::app::run(config, listener, metrics, shutdown_signal()).await;
-        Ok(())
+        slotgate::app::run(config, listener, metrics, shutdown_signal()).await
     })
 }
 

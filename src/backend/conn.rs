@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
@@ -66,14 +67,17 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The driver runs on `rt`, the runtime of the shard whose clients use this connection, so a
+    /// reply wakes its client on the same thread.
     pub fn spawn(
         addr: NodeAddr,
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        rt: &Handle,
     ) -> Conn {
         let (tx, rx) = mpsc::channel(settings.max_inflight);
-        tokio::spawn(supervise(addr, rx, settings, metrics, health));
+        rt.spawn(supervise(addr, rx, settings, metrics, health));
         Conn { tx }
     }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::conn::{Conn, Failure, Pending};
@@ -27,6 +28,7 @@ impl Node {
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        rt: &Handle,
     ) -> Node {
         let conns = (0..settings.connections_per_node.max(1))
             .map(|_| {
@@ -35,6 +37,7 @@ impl Node {
                     settings.clone(),
                     metrics.clone(),
                     health.clone(),
+                    rt,
                 )
             })
             .collect();

@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::runtime::Handle;
+
 use super::health::Health;
 use super::node::Node;
 use super::settings::BackendSettings;
@@ -14,15 +16,23 @@ pub struct Pool {
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Where this pool's connection drivers run: the runtime of the shard that owns the pool.
+    rt: Handle,
 }
 
 impl Pool {
-    pub fn new(settings: BackendSettings, metrics: Arc<Metrics>, health: Arc<Health>) -> Pool {
+    pub fn new(
+        settings: Arc<BackendSettings>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        rt: Handle,
+    ) -> Pool {
         Pool {
             nodes: Mutex::new(HashMap::new()),
-            settings: Arc::new(settings),
+            settings,
             metrics,
             health,
+            rt,
         }
     }
 
@@ -46,6 +56,7 @@ impl Pool {
                     self.settings.clone(),
                     self.metrics.clone(),
                     self.health.clone(),
+                    &self.rt,
                 ))
             })
             .clone()

@@ -1,18 +1,25 @@
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{session, Frontend};
+use super::{session, Shard};
 
-/// Accepts clients until `shutdown` resolves. Past `max_clients`, a new client gets Redis' own
-/// error and is closed, so the limit protects memory without hanging anyone.
-pub async fn serve(listener: TcpListener, fe: Arc<Frontend>, shutdown: impl Future<Output = ()>) {
+/// Accepts clients until `shutdown` resolves and hands each to the shard with the fewest. Past
+/// `max_clients`, a new client gets Redis' own error and is closed, so the limit protects memory
+/// without hanging anyone.
+pub async fn serve(
+    listener: TcpListener,
+    shards: Vec<Arc<Shard>>,
+    max_clients: usize,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
-    let slots = Arc::new(Semaphore::new(fe.settings.max_clients));
+    let slots = Arc::new(Semaphore::new(max_clients));
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
@@ -28,22 +35,50 @@ pub async fn serve(listener: TcpListener, fe: Arc<Frontend>, shutdown: impl Futu
             }
         };
         let _ = stream.set_nodelay(true);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let fe = fe.clone();
-                tokio::spawn(async move {
-                    session::run(stream, fe).await;
-                    drop(permit);
-                });
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let Some(shard) = shards.iter().min_by_key(|s| s.clients()) else {
+            return;
+        };
+        // The socket leaves this runtime's reactor and joins the shard's.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a client to a shard");
+                continue;
             }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    let _ = stream
-                        .write_all(b"-ERR max number of clients reached\r\n")
-                        .await;
-                });
+        };
+        let seat = Seat::take(shard.clone());
+        shard.rt.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => session::run(stream, seat.0.fe.clone()).await,
+                Err(e) => tracing::warn!(error = %e, "cannot register a client"),
             }
-        }
+            drop(seat);
+            drop(permit);
+        });
+    }
+}
+
+/// A client counted against its shard for as long as its session lives, however it ends.
+struct Seat(Arc<Shard>);
+
+impl Seat {
+    fn take(shard: Arc<Shard>) -> Seat {
+        shard.clients.fetch_add(1, Ordering::Relaxed);
+        Seat(shard)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }

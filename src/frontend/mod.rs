@@ -6,7 +6,7 @@ mod listener;
 mod local;
 mod session;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,41 @@ pub struct SessionSettings {
     pub port: u16,
 }
 
-/// What every session shares.
+/// Where a client's session runs: one thread's runtime, holding that thread's router and backend
+/// connections, so a request, its backend round trip and its reply are handled by one thread and
+/// never wake another. Shards share nothing on the request path but the slot map and metrics.
+pub struct Shard {
+    rt: tokio::runtime::Handle,
+    fe: Arc<Frontend>,
+    clients: AtomicUsize,
+}
+
+impl Shard {
+    pub fn new(rt: tokio::runtime::Handle, fe: Arc<Frontend>) -> Shard {
+        Shard {
+            rt,
+            fe,
+            clients: AtomicUsize::new(0),
+        }
+    }
+
+    fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// What every session of one shard shares.
 pub struct Frontend {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
     pub settings: SessionSettings,
+    totals: Arc<Totals>,
+}
+
+/// Figures the whole proxy reports as one server, whichever shard a client landed on.
+struct Totals {
     started: Instant,
     next_client_id: AtomicU64,
-    commands_processed: AtomicU64,
 }
 
 impl Frontend {
@@ -43,20 +70,32 @@ impl Frontend {
             router,
             metrics,
             settings,
-            started: Instant::now(),
-            next_client_id: AtomicU64::new(1),
-            commands_processed: AtomicU64::new(0),
+            totals: Arc::new(Totals {
+                started: Instant::now(),
+                next_client_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The frontend of another shard: its own router, the same client ids and totals.
+    pub fn sibling(&self, router: Arc<Router>) -> Frontend {
+        Frontend {
+            router,
+            metrics: self.metrics.clone(),
+            settings: self.settings.clone(),
+            totals: self.totals.clone(),
         }
     }
 
     fn stats(&self) -> info::Stats {
         info::Stats {
-            uptime_secs: self.started.elapsed().as_secs(),
+            uptime_secs: self.totals.started.elapsed().as_secs(),
             tcp_port: self.settings.port,
             connected_clients: self.metrics.client_connections.get(),
             maxclients: self.settings.max_clients,
             total_connections: self.metrics.client_connections_total.get(),
-            total_commands: self.commands_processed.load(Ordering::Relaxed),
+            // Every answered request is counted once, as ok or as an error.
+            total_commands: self.metrics.requests_ok.get() + self.metrics.requests_error.get(),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::route::Router;
 const DIRECT_WRITE: usize = 64 * 1024;
 
 pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
-    let id = fe.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let id = fe.totals.next_client_id.fetch_add(1, Ordering::Relaxed);
     fe.metrics.client_connections.inc();
     fe.metrics.client_connections_total.inc();
     let (rd, mut wr) = stream.into_split();
@@ -134,7 +134,6 @@ impl Session {
     }
 
     fn count(&self, reply: &Reply) {
-        self.fe.commands_processed.fetch_add(1, Ordering::Relaxed);
         if reply.error().is_some() {
             self.fe.metrics.requests_error.inc();
         } else {

@@ -7,9 +7,11 @@ mod fast;
 pub mod merge;
 mod redirect;
 mod router;
+mod routers;
 pub mod split;
 mod table;
 
 pub use error::RouteError;
 pub use fast::{Started, Unsettled};
 pub use router::{RouteSettings, Router};
+pub use routers::Routers;

@@ -14,7 +14,7 @@ use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Node, Pool};
-use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, TopologySink};
+use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
 use crate::command::{self, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::protocol::{encode_command, Reply, Request};
@@ -64,8 +64,8 @@ impl Router {
     }
 
     /// Replaces the command table, e.g. after learning the backend's `COMMAND` reply.
-    pub fn set_commands(&self, table: CommandTable) {
-        self.commands.store(Arc::new(table));
+    pub(super) fn set_commands(&self, table: Arc<CommandTable>) {
+        self.commands.store(table);
     }
 
     /// Every slot has a master: the proxy can serve any key.
@@ -326,40 +326,28 @@ impl Router {
         self.trigger.request();
     }
 
-    /// Builds a command for every master, e.g. `INFO keyspace`.
-    pub fn command(args: &[&[u8]]) -> Bytes {
-        let mut b = BytesMut::new();
-        encode_command(args.iter().copied(), &mut b);
-        b.freeze()
-    }
-}
-
-impl TopologySink for Router {
-    fn current(&self) -> Arc<Topology> {
-        self.topology()
-    }
-
-    fn install(&self, next: Topology) {
-        let table = RouteTable::build(next, &self.pool);
+    /// Serves `next` from now on, unless it is what this router already serves (another shard's
+    /// MOVED may have taught it first).
+    pub fn install(&self, next: &Topology) {
+        if *self.table.load().topology == *next {
+            return;
+        }
+        let table = RouteTable::build(next.clone(), &self.pool);
         let keep = table.topology.all_nodes();
         self.pool.health().disrupted();
         self.table.store(Arc::new(table));
         self.pool.retain(&keep);
     }
 
-    fn degraded(&self) -> bool {
+    /// Some node is unreachable.
+    pub fn degraded(&self) -> bool {
         self.pool.degraded()
     }
 
-    fn disagreed(&self, slots: usize) {
-        self.metrics.topology_disagreements.inc_by(slots as u64);
-    }
-
-    fn refreshed(&self, ok: bool) {
-        if ok {
-            self.metrics.topology_refreshes_ok.inc();
-        } else {
-            self.metrics.topology_refreshes_error.inc();
-        }
+    /// Builds a command for every master, e.g. `INFO keyspace`.
+    pub fn command(args: &[&[u8]]) -> Bytes {
+        let mut b = BytesMut::new();
+        encode_command(args.iter().copied(), &mut b);
+        b.freeze()
     }
 }

@@ -50,7 +50,8 @@ impl Proxy {
                 slotgate::app::run(config, l, Some(m), async move {
                     let _ = stopped.await;
                 })
-                .await;
+                .await
+                .expect("proxy runs");
             });
             // Backend and session tasks still running are dropped with the runtime.
             rt.shutdown_timeout(Duration::from_secs(1));

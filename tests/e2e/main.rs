@@ -11,6 +11,7 @@ mod migration;
 mod multikey;
 mod pipeline;
 mod raw;
+mod shards;
 
 use std::sync::OnceLock;
 

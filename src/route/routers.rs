@@ -1,0 +1,63 @@
+//! The routers of all shards, seen as one by the slot-map refresher and the command learner.
+
+use std::sync::Arc;
+
+use super::router::Router;
+use crate::cluster::{Topology, TopologySink};
+use crate::command::CommandTable;
+use crate::metrics::Metrics;
+
+pub struct Routers {
+    routers: Vec<Arc<Router>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Routers {
+    /// `routers` must not be empty: the proxy runs at least one shard.
+    pub fn new(routers: Vec<Arc<Router>>, metrics: Arc<Metrics>) -> Routers {
+        assert!(!routers.is_empty(), "at least one router");
+        Routers { routers, metrics }
+    }
+
+    /// Every shard can serve any key.
+    pub fn is_ready(&self) -> bool {
+        self.routers.iter().all(|r| r.is_ready())
+    }
+
+    pub fn set_commands(&self, table: CommandTable) {
+        let table = Arc::new(table);
+        for r in &self.routers {
+            r.set_commands(table.clone());
+        }
+    }
+}
+
+impl TopologySink for Routers {
+    /// The first shard's map stands for all: every refresh installs into each of them, and a
+    /// shard that learnt of a move first only differs until the refresh that move triggered.
+    fn current(&self) -> Arc<Topology> {
+        self.routers[0].topology()
+    }
+
+    fn install(&self, next: Topology) {
+        for r in &self.routers {
+            r.install(&next);
+        }
+    }
+
+    fn degraded(&self) -> bool {
+        self.routers.iter().any(|r| r.degraded())
+    }
+
+    fn disagreed(&self, slots: usize) {
+        self.metrics.topology_disagreements.inc_by(slots as u64);
+    }
+
+    fn refreshed(&self, ok: bool) {
+        if ok {
+            self.metrics.topology_refreshes_ok.inc();
+        } else {
+            self.metrics.topology_refreshes_error.inc();
+        }
+    }
+}
