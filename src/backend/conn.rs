@@ -1,11 +1,11 @@
 //! One pipelined connection to one node. Requests from every client arrive on a bounded channel;
-//! a writer drains whatever is queued into one buffer and writes it with one syscall, and a reader
+//! a writer drains whatever is queued into one batch and writes it with one syscall, and a reader
 //! hands each reply to the oldest waiter: Redis answers in order, so FIFO matching is exact.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -14,15 +14,14 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
+use super::batch::Batch;
 use super::health::Health;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use crate::protocol::{ProtocolError, Reply, ReplyCodec};
 
-/// Writes larger than this skip the batch buffer: copying a big value only to write it is waste.
-const DIRECT_WRITE: usize = 16 * 1024;
-/// Flush the batch buffer once it holds this much, so one batch never grows without bound.
+/// Write the batch once it holds this much, so one batch never grows without bound.
 const BATCH_LIMIT: usize = 64 * 1024;
 /// How finely the hung-node check divides the operation timeout: a hung node is given up on
 /// between one timeout and one timeout plus two of these periods after its last reply.
@@ -243,7 +242,7 @@ async fn write_loop(
     rx: &mut mpsc::Receiver<Pending>,
     waiters: mpsc::Sender<Waiter>,
 ) -> bool {
-    let mut buf = BytesMut::with_capacity(BATCH_LIMIT);
+    let mut batch = Batch::new(BATCH_LIMIT);
     loop {
         let Some(first) = rx.recv().await else {
             return true;
@@ -259,25 +258,12 @@ async fn write_loop(
                 skip: p.skip,
                 reply: p.reply,
             });
-            if p.bytes.len() >= DIRECT_WRITE {
-                if !buf.is_empty() && wr.write_all(&buf).await.is_err() {
-                    return false;
-                }
-                buf.clear();
-                if wr.write_all(&p.bytes).await.is_err() {
-                    return false;
-                }
-            } else {
-                buf.extend_from_slice(&p.bytes);
-                if buf.len() >= BATCH_LIMIT {
-                    if wr.write_all(&buf).await.is_err() {
-                        return false;
-                    }
-                    buf.clear();
-                }
+            batch.push(p.bytes);
+            if batch.is_full() && batch.write_to(&mut wr).await.is_err() {
+                return false;
             }
             next = rx.try_recv().ok();
-            if next.is_none() && !yielded && buf.len() < BATCH_LIMIT {
+            if next.is_none() && !yielded && !batch.is_full() {
                 // Let the sessions that are ready to run add their requests to this batch: one
                 // write for many clients instead of one per request.
                 yielded = true;
@@ -285,11 +271,8 @@ async fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if !buf.is_empty() {
-            if wr.write_all(&buf).await.is_err() {
-                return false;
-            }
-            buf.clear();
+        if !batch.is_empty() && batch.write_to(&mut wr).await.is_err() {
+            return false;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Connections to cluster nodes: pipelined, multiplexed across all clients, re-established with
 //! backoff. Knows nothing about slots; `route` decides where a request goes.
 
+mod batch;
 mod conn;
 mod error;
 mod health;
