@@ -41,6 +41,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         reading: true,
         disruptions: 0,
         parked: None,
+        answered: (0, 0),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = fe.settings.max_pipeline;
@@ -62,6 +63,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                         break;
                     }
                 }
+                session.publish_counts();
                 if !out.is_empty() && wr.write_all(&out).await.is_err() {
                     break;
                 }
@@ -99,6 +101,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             else => break,
         }
     }
+    session.publish_counts();
     let _ = wr.shutdown().await;
     fe.metrics.client_connections.dec();
 }
@@ -126,6 +129,8 @@ struct Session {
     disruptions: u64,
     /// A request read after a disruption, waiting for everything before it to be answered.
     parked: Option<Request>,
+    /// Replies (ok, error) gathered for the batch being written, not yet in the metrics.
+    answered: (u64, u64),
 }
 
 impl Session {
@@ -133,11 +138,22 @@ impl Session {
         self.inflight.ready(reply);
     }
 
-    fn count(&self, reply: &Reply) {
-        if reply.error().is_some() {
-            self.fe.metrics.requests_error.inc();
-        } else {
-            self.fe.metrics.requests_ok.inc();
+    /// Counted here and published once per written batch: the shared counters are touched by
+    /// every shard's thread, and one update per pipelined batch keeps them off the request path.
+    fn count(&mut self, reply: &Reply) {
+        match reply.error() {
+            Some(_) => self.answered.1 += 1,
+            None => self.answered.0 += 1,
+        }
+    }
+
+    fn publish_counts(&mut self) {
+        let (ok, error) = std::mem::take(&mut self.answered);
+        if ok > 0 {
+            self.fe.metrics.requests_ok.inc_by(ok);
+        }
+        if error > 0 {
+            self.fe.metrics.requests_error.inc_by(error);
         }
     }
 
