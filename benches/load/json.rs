@@ -64,7 +64,7 @@ pub fn json(meta: &Meta, rows: &[Row]) -> String {
         let _ = writeln!(
             o,
             "     \"goal\": {{\"min_ratio\": {}, \"max_cpu_us_per_req\": {}, \"max_rss_mib\": {}}},",
-            num(w.goal.min_ratio),
+            onum(w.goal.min_ratio),
             onum(w.goal.max_cpu_us),
             num(w.goal.max_rss_mib)
         );

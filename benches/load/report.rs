@@ -159,11 +159,10 @@ impl Row {
         let g = self.w.goal;
         let mark = |ok: bool| if ok { "ok" } else { "MISS" };
         let ratio = self.ratio();
-        let mut out = format!(
-            "ratio {ratio:.3} >= {:.2} {}",
-            g.min_ratio,
-            mark(ratio >= g.min_ratio)
-        );
+        let mut out = match g.min_ratio {
+            Some(min) => format!("ratio {ratio:.3} >= {min:.2} {}", mark(ratio >= min)),
+            None => format!("ratio {ratio:.3} (no goal)"),
+        };
         let rounds = self.round_ratios();
         if let ([lo, .., hi], Some(median)) = (&rounds[..], self.median_ratio()) {
             let _ = write!(out, " (rounds {lo:.2}-{hi:.2}, median {median:.2})");

@@ -82,7 +82,9 @@ impl Op {
 /// enforced, since a shared 2-core machine cannot be trusted to fail a build on.
 #[derive(Clone, Copy, Debug)]
 pub struct Goal {
-    pub min_ratio: f64,
+    /// `None` where the performance goals state no throughput: 10 busy clients leave little to
+    /// batch, so those rows show what the extra hop costs rather than test a promise.
+    pub min_ratio: Option<f64>,
     pub max_cpu_us: Option<f64>,
     pub max_rss_mib: f64,
 }
@@ -102,23 +104,27 @@ pub struct Workload {
 /// 50-client workloads until the 1,000-connection one runs last.
 pub fn all(small: &Arc<KeySpace>, big: &Arc<KeySpace>) -> Vec<Workload> {
     let p1 = Goal {
-        min_ratio: 0.85,
+        min_ratio: Some(0.85),
         max_cpu_us: Some(6.0),
         max_rss_mib: 20.0,
     };
     let p16 = Goal {
-        min_ratio: 0.8,
+        min_ratio: Some(0.8),
         max_cpu_us: Some(1.0),
         max_rss_mib: 20.0,
     };
     let multi = Goal {
-        min_ratio: 0.8,
+        min_ratio: Some(0.8),
         max_cpu_us: None,
         max_rss_mib: 20.0,
     };
+    let few = Goal {
+        min_ratio: None,
+        ..p1
+    };
     let idle = Goal {
         max_rss_mib: 50.0,
-        ..p1
+        ..few
     };
     let w = |name, op, clients, pipeline, idle, keys: &Arc<KeySpace>, goal| Workload {
         name,
@@ -140,7 +146,7 @@ pub fn all(small: &Arc<KeySpace>, big: &Arc<KeySpace>) -> Vec<Workload> {
         w("get-1k", Op::Get, 50, 1, 0, big, p1),
         // The control for the next one: its busy load without the idle connections, so the
         // cost of holding 1,000 connections is not confused with the cost of having 10 clients.
-        w("get-p1-c10", Op::Get, 10, 1, 0, small, p1),
+        w("get-p1-c10", Op::Get, 10, 1, 0, small, few),
         w("get-idle1000", Op::Get, 10, 1, 1000, small, idle),
     ]
 }
