@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendSettings, Health, Pool};
@@ -84,7 +84,7 @@ pub async fn run(
     let stop = CancellationToken::new();
     // However `run` ends, even by being dropped, the shard threads end with it.
     let _stop_shards = stop.clone().drop_guard();
-    let (runtimes, mut stopped) = start_shards(shard_count(config.workers), &stop)?;
+    let (runtimes, mut stopped) = start_shards(shard_count(config.workers), &stop).await?;
     let routers: Vec<Arc<Router>> = runtimes
         .iter()
         .map(|rt| {
@@ -156,29 +156,46 @@ fn shard_count(workers: usize) -> usize {
 }
 
 /// Starts `n` threads, each running a single-threaded runtime until `stop` is cancelled. The
-/// receiver yields `None` once all of them have dropped their runtimes.
-fn start_shards(
+/// receiver yields `None` once all of them have dropped their runtimes. Each runtime is built and
+/// dropped on its own thread: dropping one here, inside the caller's runtime, would panic.
+async fn start_shards(
     n: usize,
     stop: &CancellationToken,
 ) -> Result<(Vec<Handle>, mpsc::Receiver<()>), AppError> {
     let (done, stopped) = mpsc::channel(1);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(AppError::Runtime)?;
-        handles.push(rt.handle().clone());
+        let (started, handle) = oneshot::channel();
         let stop = stop.clone();
         let done = done.clone();
         std::thread::Builder::new()
             .name(format!("slotgate-shard-{i}"))
             .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(rt.handle().clone()));
                 rt.block_on(stop.cancelled());
                 drop(rt);
                 drop(done);
             })
             .map_err(AppError::Runtime)?;
+        match handle.await {
+            Ok(Ok(h)) => handles.push(h),
+            Ok(Err(e)) => return Err(AppError::Runtime(e)),
+            Err(_) => {
+                return Err(AppError::Runtime(std::io::Error::other(
+                    "shard thread ended",
+                )))
+            }
+        }
     }
     Ok((handles, stopped))
 }

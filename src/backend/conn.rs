@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
@@ -250,8 +251,20 @@ async fn write_loop(
         let mut next = Some(first);
         let mut yielded = false;
         while let Some(p) = next {
-            let Ok(permit) = waiters.reserve().await else {
-                return false;
+            let permit = match waiters.try_reserve() {
+                Ok(permit) => permit,
+                Err(TrySendError::Closed(())) => return false,
+                // Room comes back as replies arrive, and replies only come for what was written:
+                // with the batch unwritten, waiting here could wait for itself.
+                Err(TrySendError::Full(())) => {
+                    if !batch.is_empty() && batch.write_to(&mut wr).await.is_err() {
+                        return false;
+                    }
+                    match waiters.reserve().await {
+                        Ok(permit) => permit,
+                        Err(_) => return false,
+                    }
+                }
             };
             // The waiter is queued before its bytes can reach the wire, so the reader always finds it.
             permit.send(Waiter {

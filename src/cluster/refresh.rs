@@ -228,6 +228,8 @@ async fn refresh_once(candidates: &[NodeAddr], s: &RefreshSettings) -> Option<(T
 /// What the refresher needs from its owner: the current snapshot and a way to publish a new one.
 pub trait TopologySink: Send + Sync {
     fn current(&self) -> Arc<Topology>;
+    /// Serves `next` from now on. Called after every successful refresh, changed or not, so
+    /// an unchanged map must cost nothing.
     fn install(&self, next: Topology);
     fn refreshed(&self, ok: bool);
     /// Nodes disagreed about `slots` slots' owners in one refresh (resolved by config epoch).
@@ -272,15 +274,18 @@ pub async fn run(
             next.keep_newer(&current)
         });
         match fetched {
-            Some(next) if next != *current => {
-                tracing::info!(
-                    shards = next.serving_shards().count(),
-                    covered = next.covered_slots(),
-                    "slot map changed"
-                );
+            Some(next) => {
+                if next != *current {
+                    tracing::info!(
+                        shards = next.serving_shards().count(),
+                        covered = next.covered_slots(),
+                        "slot map changed"
+                    );
+                }
+                // Offered even when unchanged: `current` may be one view among several, and
+                // a view that missed a move catches up here.
                 sink.install(next);
             }
-            Some(_) => {}
             None => tracing::warn!(
                 candidates = candidates.len(),
                 "no node answered the slot map query"

@@ -29,7 +29,8 @@ pub struct SessionSettings {
 
 /// Where a client's session runs: one thread's runtime, holding that thread's router and backend
 /// connections, so a request, its backend round trip and its reply are handled by one thread and
-/// never wake another. Shards share nothing on the request path but the slot map and metrics.
+/// never wake another. Each shard has its own copy of the slot map; on the request path shards
+/// share only the disruption count (read per request, written on rare events) and the metrics.
 pub struct Shard {
     rt: tokio::runtime::Handle,
     fe: Arc<Frontend>,
@@ -56,6 +57,10 @@ pub struct Frontend {
     pub metrics: Arc<Metrics>,
     pub settings: SessionSettings,
     totals: Arc<Totals>,
+    /// Numbers this shard's clients in arrival order, to spread them over backend connections
+    /// and masters. Not the client id: clients reach shards in rotation, so one shard's ids
+    /// share a residue and would all pick the same connection.
+    next_affinity: AtomicUsize,
 }
 
 /// Figures the whole proxy reports as one server, whichever shard a client landed on.
@@ -74,6 +79,7 @@ impl Frontend {
                 started: Instant::now(),
                 next_client_id: AtomicU64::new(1),
             }),
+            next_affinity: AtomicUsize::new(0),
         }
     }
 
@@ -84,6 +90,7 @@ impl Frontend {
             metrics: self.metrics.clone(),
             settings: self.settings.clone(),
             totals: self.totals.clone(),
+            next_affinity: AtomicUsize::new(0),
         }
     }
 

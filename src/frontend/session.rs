@@ -26,6 +26,7 @@ const DIRECT_WRITE: usize = 64 * 1024;
 
 pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let id = fe.totals.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let affinity = fe.next_affinity.fetch_add(1, Ordering::Relaxed);
     fe.metrics.client_connections.inc();
     fe.metrics.client_connections_total.inc();
     let (rd, mut wr) = stream.into_split();
@@ -37,7 +38,8 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             id,
             ..Default::default()
         },
-        inflight: Inflight::new(fe.router.clone(), id as usize),
+        inflight: Inflight::new(fe.router.clone(), affinity),
+        affinity,
         reading: true,
         disruptions: 0,
         parked: None,
@@ -129,6 +131,8 @@ struct Session {
     disruptions: u64,
     /// A request read after a disruption, waiting for everything before it to be answered.
     parked: Option<Request>,
+    /// Which backend connection (and, for keyless commands, which master) this client uses.
+    affinity: usize,
     /// Replies (ok, error) gathered for the batch being written, not yet in the metrics.
     answered: (u64, u64),
 }
@@ -183,7 +187,7 @@ impl Session {
                 (_, After::Info) => self.info(&req),
             },
             plan => {
-                let affinity = self.client.id as usize;
+                let affinity = self.affinity;
                 if let Plan::Keyed(keys) = plan {
                     if let Some(started) = self.fe.router.start(&req, keys, affinity) {
                         self.inflight.fast(req, started);
@@ -202,7 +206,7 @@ impl Session {
         let sections = Sections::parse(req.args());
         let fe = self.fe.clone();
         let stats = fe.stats();
-        let affinity = self.client.id as usize;
+        let affinity = self.affinity;
         self.inflight.task(Box::pin(async move {
             let keyspace = match sections.needs_keyspace() {
                 true => Some(keyspace(&fe.router, fe.settings.limits, affinity).await),

@@ -33,8 +33,9 @@ impl Routers {
 }
 
 impl TopologySink for Routers {
-    /// The first shard's map stands for all: every refresh installs into each of them, and a
-    /// shard that learnt of a move first only differs until the refresh that move triggered.
+    /// The first shard's map stands for all when the refresher compares and merges epochs. Every
+    /// refresh is offered to each shard, so a shard whose map differs (it learnt of a move from
+    /// its own MOVED, or missed one another shard learnt) is set right by the next refresh.
     fn current(&self) -> Arc<Topology> {
         self.routers[0].topology()
     }

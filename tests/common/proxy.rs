@@ -53,7 +53,8 @@ impl Proxy {
                 .await
                 .expect("proxy runs");
             });
-            // Backend and session tasks still running are dropped with the runtime.
+            // Sessions and backend connections ended with their shard threads before `run`
+            // returned; what is left here (refresher, metrics server) goes with the runtime.
             rt.shutdown_timeout(Duration::from_secs(1));
         });
         Proxy {

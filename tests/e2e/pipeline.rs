@@ -2,6 +2,7 @@
 
 use redis::Value;
 
+use crate::common::proxy::Proxy;
 use crate::{env, q};
 
 #[test]
@@ -164,5 +165,32 @@ fn two_thousand_concurrent_clients() {
         let mut got = vec![0u8; want.len()];
         s.read_exact(&mut got).unwrap();
         assert_eq!(String::from_utf8_lossy(&got), want, "client {i}");
+    }
+}
+
+#[test]
+fn a_tiny_inflight_limit_slows_a_pipeline_but_never_stalls_it() {
+    // Two requests in flight per backend connection: the writer must send what it holds before
+    // waiting for room, or it waits for replies to requests it has not written (until the
+    // hung-node check fails them all as timed out, after the short timeout set here).
+    let env = env();
+    let proxy = Proxy::start(vec![env.cluster.seed_addr()], |c| {
+        c.backend.max_inflight_per_connection = 2;
+        c.backend.op_timeout_ms = 1_000;
+    });
+    let mut c = proxy.client();
+    let mut pipe = redis::pipe();
+    for i in 0..20 {
+        pipe.cmd("SET").arg(format!("tiny:{i}")).arg(i);
+        pipe.cmd("GET").arg(format!("tiny:{i}"));
+    }
+    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(pair[0], Value::Okay, "SET #{i}");
+        assert_eq!(
+            pair[1],
+            Value::BulkString(i.to_string().into_bytes()),
+            "GET #{i}"
+        );
     }
 }
