@@ -7,15 +7,19 @@ use crate::{env, q};
 
 #[test]
 fn ten_thousand_command_pipeline_answers_in_order() {
-    let mut c = env().proxy.client();
+    set_get_pipeline(&mut env().proxy.client(), "pl", 5000);
+}
+
+/// Pipelines `SET prefix:i i` and `GET prefix:i` for every i below `n`, and checks every reply
+/// in order. Consecutive keys land on different masters; replies must still come back in order.
+fn set_get_pipeline(c: &mut redis::Connection, prefix: &str, n: usize) {
     let mut pipe = redis::pipe();
-    for i in 0..5000 {
-        // Consecutive keys land on different masters; replies must still come back in order.
-        pipe.cmd("SET").arg(format!("pl:{i}")).arg(i);
-        pipe.cmd("GET").arg(format!("pl:{i}"));
+    for i in 0..n {
+        pipe.cmd("SET").arg(format!("{prefix}:{i}")).arg(i);
+        pipe.cmd("GET").arg(format!("{prefix}:{i}"));
     }
-    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
-    assert_eq!(replies.len(), 10_000);
+    let replies: Vec<Value> = pipe.query(c).unwrap();
+    assert_eq!(replies.len(), 2 * n);
     for (i, pair) in replies.chunks(2).enumerate() {
         assert_eq!(pair[0], Value::Okay, "SET #{i}");
         assert_eq!(
@@ -178,19 +182,5 @@ fn a_tiny_inflight_limit_slows_a_pipeline_but_never_stalls_it() {
         c.backend.max_inflight_per_connection = 2;
         c.backend.op_timeout_ms = 1_000;
     });
-    let mut c = proxy.client();
-    let mut pipe = redis::pipe();
-    for i in 0..20 {
-        pipe.cmd("SET").arg(format!("tiny:{i}")).arg(i);
-        pipe.cmd("GET").arg(format!("tiny:{i}"));
-    }
-    let replies: Vec<Value> = pipe.query(&mut c).unwrap();
-    for (i, pair) in replies.chunks(2).enumerate() {
-        assert_eq!(pair[0], Value::Okay, "SET #{i}");
-        assert_eq!(
-            pair[1],
-            Value::BulkString(i.to_string().into_bytes()),
-            "GET #{i}"
-        );
-    }
+    set_get_pipeline(&mut proxy.client(), "tiny", 20);
 }
