@@ -139,7 +139,7 @@ pub async fn run(
         .zip(routers)
         .map(|(rt, router)| Arc::new(Shard::new(rt, Arc::new(first.sibling(router)))))
         .collect();
-    tracing::info!(listen = %config.listen, port, shards = shards.len(), "slotgate serving");
+    tracing::info!(listen = %config.listen, port, workers = shards.len(), "slotgate serving");
     frontend::serve(listener, shards, config.max_clients, shutdown).await;
     stop.cancel();
     // Every shard thread drops its sender after its runtime, and with it every session and
