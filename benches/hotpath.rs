@@ -15,7 +15,7 @@ use criterion::{
 use tokio_util::codec::{Decoder, Encoder};
 
 use slotgate::cluster::Slot;
-use slotgate::command::{CommandTable, Plan, SplitKind};
+use slotgate::command::{Action, CommandTable, SplitKind};
 use slotgate::protocol::{encode_command, Limits, Reply, ReplyCodec, Request, RequestCodec};
 use slotgate::route::merge::{merge, PartResult};
 use slotgate::route::split::{split, Part, Split};
@@ -225,9 +225,9 @@ fn classify(c: &mut Criterion) {
     let mut group = c.benchmark_group("classify");
     let table = CommandTable::builtin();
     let get = decode_one(&wire(&[b"GET", b"user:1000"]));
-    assert!(matches!(table.classify(&get), Plan::Keyed(_)));
+    assert!(matches!(table.classify(&get).action, Action::Keyed(_)));
     let mset = decode_one(&wire(&as_slices(&multi_key("MSET", 100, true, false))));
-    assert_eq!(table.classify(&mset), Plan::Split(SplitKind::MSet));
+    assert_eq!(table.classify(&mset).action, Action::Split(SplitKind::MSet));
     group.bench_function("get", |b| b.iter(|| table.classify(black_box(&get))));
     group.bench_function("mset_100_keys", |b| {
         b.iter(|| table.classify(black_box(&mset)))
@@ -276,13 +276,13 @@ fn split_merge(c: &mut Criterion) {
         .collect();
     let expected = Reply::array(&(0..100).map(value).collect::<Vec<_>>());
     assert_eq!(
-        merge(SplitKind::MGet, 100, &parts, results.clone()),
+        merge(SplitKind::MGet, &parts, results.clone()),
         Ok(expected)
     );
     group.bench_function("merge_mget_3_parts_into_100", |b| {
         b.iter_batched(
             || results.clone(),
-            |results| merge(SplitKind::MGet, 100, black_box(&parts), results),
+            |results| merge(SplitKind::MGet, black_box(&parts), results),
             BatchSize::SmallInput,
         )
     });

@@ -64,20 +64,6 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.extra == 0 && self.start >= self.end
     }
-
-    pub fn len(&self) -> usize {
-        let ranged = if self.start >= self.end {
-            0
-        } else {
-            (self.end - self.start).div_ceil(self.step)
-        };
-        ranged + usize::from(self.extra != 0)
-    }
-
-    /// The first key position, the one a single-key command is about.
-    pub fn first(&self) -> Option<usize> {
-        self.iter().next()
-    }
 }
 
 /// How a command's keys are found. The arity check has already passed when these run, so the fixed
@@ -367,16 +353,12 @@ mod tests {
     fn keys_iterate_extra_then_range() {
         let k = Keys::range(3, 6, 1).with_extra(1);
         assert_eq!(k.iter().collect::<Vec<_>>(), vec![1, 3, 4, 5]);
-        assert_eq!(k.len(), 4);
-        assert_eq!(k.first(), Some(1));
         assert!(!k.is_empty());
         let k = Keys::range(1, 6, 2);
         assert_eq!(k.iter().collect::<Vec<_>>(), vec![1, 3, 5]);
-        assert_eq!(k.len(), 3);
         assert!(Keys::range(4, 4, 1).is_empty());
         assert_eq!(Keys::range(4, 2, 1), Keys::NONE);
-        assert_eq!(Keys::NONE.len(), 0);
-        assert_eq!(Keys::NONE.first(), None);
+        assert_eq!(Keys::NONE.iter().next(), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::protocol::Frame;
 use super::keys::KeySpec;
 use super::reject::Reason;
 use super::table::{CommandTable, Handling, Learned, Spec, Unmatched};
+use super::traits::EntryTraits;
 
 /// Longest command name worth learning; real ones are far shorter.
 const MAX_NAME_LEN: usize = 128;
@@ -53,6 +54,7 @@ impl CommandTable {
                 let spec = Spec {
                     arity: info.arity,
                     handling,
+                    traits: info.traits(),
                 };
                 if self.learned_count() < MAX_LEARNED
                     && insert(&mut self.learned_top, info.name.clone(), spec)
@@ -81,6 +83,7 @@ impl CommandTable {
             let spec = Spec {
                 arity: sub.arity,
                 handling: sub.handling(),
+                traits: sub.traits(),
             };
             if self.learned_count() < MAX_LEARNED && insert(&mut self.learned_subs, sub.name, spec)
             {
@@ -170,6 +173,16 @@ impl<'a> Info<'a> {
             Frame::Simple(b) | Frame::Bulk(b) => b.eq_ignore_ascii_case(wanted.as_bytes()),
             _ => false,
         })
+    }
+
+    /// Only `readonly` is taken from the cluster: whether a write is safe to repeat is slotgate's
+    /// judgement, never guessed for a command it does not know.
+    fn traits(&self) -> EntryTraits {
+        EntryTraits {
+            readonly: self.flag("readonly"),
+            reserved: self.flag("blocking") || self.flag("pubsub"),
+            ..EntryTraits::NONE
+        }
     }
 
     fn handling(&self) -> Handling {

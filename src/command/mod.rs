@@ -9,8 +9,8 @@ mod keys;
 mod learn;
 mod local;
 mod reject;
-mod replay;
 mod table;
+mod traits;
 
 #[cfg(test)]
 mod tests;
@@ -22,8 +22,8 @@ use crate::protocol::Request;
 pub use keys::Keys;
 pub use local::LocalCommand;
 pub use reject::{ArgError, Reason, RejectKind, Rejection};
-pub use replay::replay_safe;
 pub use table::CommandTable;
+pub use traits::Traits;
 
 use table::{Handling, Spec};
 
@@ -39,11 +39,12 @@ pub enum SplitKind {
 }
 
 impl SplitKind {
-    /// The key positions of `req`, whose plan was `Split(self)`: every argument after the name, or
-    /// every other one for MSET.
-    pub fn keys(self, req: &Request) -> Keys {
-        let step = if self == SplitKind::MSet { 2 } else { 1 };
-        Keys::range(1, req.args().len(), step)
+    /// How many arguments each key carries along, itself included (MSET: its value).
+    pub fn stride(self) -> usize {
+        match self {
+            SplitKind::MSet => 2,
+            SplitKind::MGet | SplitKind::SumKeys => 1,
+        }
     }
 }
 
@@ -54,9 +55,18 @@ pub enum FanOut {
     SumIntegers,
 }
 
-/// What to do with one request. `Copy` and small: it is made for every request.
+/// What slotgate makes of one request: what to do with it, and what the command is like. `Copy`
+/// and small: it is made for every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
+pub struct Plan {
+    pub action: Action,
+    /// What the command is like; nothing is set for a rejected request.
+    pub traits: Traits,
+}
+
+/// What to do with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
     /// Forward the request unchanged to the master owning its keys' slot (route checks they share one
     /// slot, else CROSSSLOT). Covers every single-key command and every multi-key command that cannot
     /// be split. Never empty.
@@ -74,12 +84,22 @@ pub enum Plan {
 impl CommandTable {
     /// Case-insensitive, allocation-free lookup (no to_lowercase String per request).
     pub fn classify(&self, req: &Request) -> Plan {
-        self.plan(req.args()).unwrap_or_else(Plan::Reject)
+        let args = req.args();
+        match self.plan(args) {
+            Ok((action, spec)) => Plan {
+                action,
+                traits: spec.traits.resolve(args),
+            },
+            Err(kind) => Plan {
+                action: Action::Reject(kind),
+                traits: Traits::default(),
+            },
+        }
     }
 
     /// Follows Redis' own order: find the command (and subcommand), check arity, then look at the
     /// arguments. So a request too short for its key positions never reaches key extraction.
-    fn plan(&self, args: &[Bytes]) -> Result<Plan, RejectKind> {
+    fn plan(&self, args: &[Bytes]) -> Result<(Action, &Spec), RejectKind> {
         let argc = args.len();
         let name = args.first().ok_or(RejectKind::UnknownCommand)?;
         let top = self.find_top(name).ok_or(RejectKind::UnknownCommand)?;
@@ -101,30 +121,31 @@ impl CommandTable {
             }
             _ => (top, false),
         };
-        match spec.handling {
+        let action = match spec.handling {
             Handling::Keyed(key_spec) => {
                 let keys = key_spec.resolve(args)?;
-                Ok(if keys.is_empty() {
-                    Plan::AnyMaster
+                if keys.is_empty() {
+                    Action::AnyMaster
                 } else {
-                    Plan::Keyed(keys)
-                })
+                    Action::Keyed(keys)
+                }
             }
-            Handling::AnyMaster => Ok(Plan::AnyMaster),
+            Handling::AnyMaster => Action::AnyMaster,
             Handling::Split(SplitKind::MSet) if argc % 2 == 0 => {
                 // Redis' own check: a key without its value.
-                Err(RejectKind::WrongArity { subcommand: false })
+                return Err(RejectKind::WrongArity { subcommand: false });
             }
-            Handling::Split(kind) => Ok(Plan::Split(kind)),
-            Handling::FanOut(fan_out) => Ok(Plan::FanOut(fan_out)),
+            Handling::Split(kind) => Action::Split(kind),
+            Handling::FanOut(fan_out) => Action::FanOut(fan_out),
             // PING takes at most one message; Redis checks that in the command, not its arity.
             Handling::Local(LocalCommand::Ping) if argc > 2 => {
-                Err(RejectKind::WrongArity { subcommand: false })
+                return Err(RejectKind::WrongArity { subcommand: false });
             }
-            Handling::Local(command) => Ok(Plan::Local(command)),
-            Handling::Reject(reason) => Err(RejectKind::Unsupported { reason, subcommand }),
+            Handling::Local(command) => Action::Local(command),
+            Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
             // Subcommand entries are never containers themselves (Redis has one level).
-            Handling::Container(unmatched) => Err(unmatched.reject()),
-        }
+            Handling::Container(unmatched) => return Err(unmatched.reject()),
+        };
+        Ok((action, spec))
     }
 }

@@ -21,15 +21,18 @@ fn req(words: &[&str]) -> Request {
     )
 }
 
-fn classify(words: &[&str]) -> Plan {
-    CommandTable::builtin().classify(&req(words))
+fn classify(words: &[&str]) -> Action {
+    CommandTable::builtin().classify(&req(words)).action
+}
+
+fn traits(words: &[&str]) -> Traits {
+    CommandTable::builtin().classify(&req(words)).traits
 }
 
 /// The key positions of a keyed plan, sorted; panics on any other plan.
 fn keys(words: &[&str]) -> Vec<usize> {
     match classify(words) {
-        Plan::Keyed(keys) => {
-            assert_eq!(keys.len(), keys.iter().count());
+        Action::Keyed(keys) => {
             let mut v: Vec<usize> = keys.iter().collect();
             v.sort_unstable();
             v
@@ -41,8 +44,8 @@ fn keys(words: &[&str]) -> Vec<usize> {
 /// The error line a refused request gets; panics if it is not refused.
 fn error(words: &[&str]) -> String {
     let request = req(words);
-    match CommandTable::builtin().classify(&request) {
-        Plan::Reject(kind) => kind.rejection(&request).to_string(),
+    match CommandTable::builtin().classify(&request).action {
+        Action::Reject(kind) => kind.rejection(&request).to_string(),
         other => panic!("{words:?} -> {other:?}, expected Reject"),
     }
 }
@@ -124,8 +127,8 @@ fn subcommands_with_a_key_at_index_two() {
         vec![2]
     );
     assert_eq!(keys(&["XGROUP", "SETID", "k", "g", "0"]), vec![2]);
-    assert_eq!(classify(&["OBJECT", "HELP"]), Plan::AnyMaster);
-    assert_eq!(classify(&["XINFO", "HELP"]), Plan::AnyMaster);
+    assert_eq!(classify(&["OBJECT", "HELP"]), Action::AnyMaster);
+    assert_eq!(classify(&["XINFO", "HELP"]), Action::AnyMaster);
 }
 
 #[test]
@@ -170,8 +173,8 @@ fn every_movable_keys_rule() {
     );
     assert_eq!(keys(&["EVALSHA_RO", "sha", "1", "a"]), vec![3]);
     assert_eq!(keys(&["FCALL", "f", "1", "a", "arg"]), vec![3]);
-    assert_eq!(classify(&["EVAL", "return 1", "0"]), Plan::AnyMaster);
-    assert_eq!(classify(&["FCALL_RO", "f", "0", "arg"]), Plan::AnyMaster);
+    assert_eq!(classify(&["EVAL", "return 1", "0"]), Action::AnyMaster);
+    assert_eq!(classify(&["FCALL_RO", "f", "0", "arg"]), Action::AnyMaster);
     // destination, numkeys at 2
     assert_eq!(
         keys(&["ZUNIONSTORE", "d", "2", "a", "b", "AGGREGATE", "MAX"]),
@@ -272,15 +275,18 @@ fn bad_numkeys_get_the_nodes_own_words() {
 
 #[test]
 fn split_commands() {
-    assert_eq!(classify(&["MGET", "a", "b"]), Plan::Split(SplitKind::MGet));
+    assert_eq!(
+        classify(&["MGET", "a", "b"]),
+        Action::Split(SplitKind::MGet)
+    );
     assert_eq!(
         classify(&["MSET", "a", "1", "b", "2"]),
-        Plan::Split(SplitKind::MSet)
+        Action::Split(SplitKind::MSet)
     );
     for name in ["DEL", "UNLINK", "EXISTS", "TOUCH"] {
         assert_eq!(
             classify(&[name, "a", "b"]),
-            Plan::Split(SplitKind::SumKeys),
+            Action::Split(SplitKind::SumKeys),
             "{name}"
         );
     }
@@ -296,16 +302,8 @@ fn split_commands() {
         error(&["MSETNX", "a", "1", "b"]),
         "ERR wrong number of arguments for 'msetnx' command"
     );
-    let mset = req(&["MSET", "a", "1", "b", "2", "c", "3"]);
-    assert_eq!(
-        SplitKind::MSet.keys(&mset).iter().collect::<Vec<_>>(),
-        vec![1, 3, 5]
-    );
-    let del = req(&["DEL", "a", "b"]);
-    assert_eq!(
-        SplitKind::SumKeys.keys(&del).iter().collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(SplitKind::MSet.stride(), 2);
+    assert_eq!(SplitKind::SumKeys.stride(), 1);
 }
 
 #[test]
@@ -329,7 +327,7 @@ fn local_any_master_and_fan_out() {
         (&["INFO", "server"], L::Info),
         (&["RESET"], L::Reset),
     ] {
-        assert_eq!(classify(words), Plan::Local(local), "{words:?}");
+        assert_eq!(classify(words), Action::Local(local), "{words:?}");
     }
     for words in [
         &["COMMAND"][..],
@@ -342,9 +340,9 @@ fn local_any_master_and_fan_out() {
         &["PUBLISH", "ch", "msg"],
         &["LOLWUT"],
     ] {
-        assert_eq!(classify(words), Plan::AnyMaster, "{words:?}");
+        assert_eq!(classify(words), Action::AnyMaster, "{words:?}");
     }
-    assert_eq!(classify(&["DBSIZE"]), Plan::FanOut(FanOut::SumIntegers));
+    assert_eq!(classify(&["DBSIZE"]), Action::FanOut(FanOut::SumIntegers));
     assert_eq!(
         error(&["PING", "a", "b"]),
         "ERR wrong number of arguments for 'ping' command"
@@ -579,20 +577,20 @@ fn lookup_is_case_insensitive() {
     assert_eq!(keys(&["restore", "k", "0", "x"]), vec![1]);
     assert_eq!(
         classify(&["Client", "SetName", "x"]),
-        Plan::Local(LocalCommand::ClientSetName)
+        Action::Local(LocalCommand::ClientSetName)
     );
     // A near miss is not a match.
     assert!(matches!(
         classify(&["GETT", "k"]),
-        Plan::Reject(RejectKind::UnknownCommand)
+        Action::Reject(RejectKind::UnknownCommand)
     ));
     assert!(matches!(
         classify(&["GE", "k"]),
-        Plan::Reject(RejectKind::UnknownCommand)
+        Action::Reject(RejectKind::UnknownCommand)
     ));
     assert!(matches!(
         classify(&[""]),
-        Plan::Reject(RejectKind::UnknownCommand)
+        Action::Reject(RejectKind::UnknownCommand)
     ));
 }
 
@@ -623,11 +621,11 @@ fn every_redis_70_command_is_in_the_table() {
         while words.len() < argc.max(1) {
             words.push("1");
         }
-        let plan = table.classify(&req(&words));
+        let plan = table.classify(&req(&words)).action;
         assert!(
             !matches!(
                 plan,
-                Plan::Reject(
+                Action::Reject(
                     RejectKind::UnknownCommand
                         | RejectKind::UnknownSubcommand
                         | RejectKind::WrongArity { .. }
@@ -863,16 +861,16 @@ fn learn_adds_unknown_commands_by_their_flags() {
     // Learning the same reply again changes nothing.
     assert_eq!(table.learn(&reply), 0);
 
-    let plan = |words: &[&str]| table.classify(&req(words));
+    let plan = |words: &[&str]| table.classify(&req(words)).action;
     let keyed = |words: &[&str]| match plan(words) {
-        Plan::Keyed(k) => k.iter().collect::<Vec<_>>(),
+        Action::Keyed(k) => k.iter().collect::<Vec<_>>(),
         other => panic!("{words:?} -> {other:?}"),
     };
     assert_eq!(keyed(&["HEXPIRE", "h", "10", "FIELDS", "1", "f"]), vec![1]);
     assert_eq!(keyed(&["mod.mset", "a", "1", "b", "2"]), vec![1, 3]);
-    assert_eq!(plan(&["MOD.VERSION"]), Plan::AnyMaster);
+    assert_eq!(plan(&["MOD.VERSION"]), Action::AnyMaster);
     let refused = |words: &[&str]| match plan(words) {
-        Plan::Reject(RejectKind::Unsupported { reason, .. }) => reason,
+        Action::Reject(RejectKind::Unsupported { reason, .. }) => reason,
         other => panic!("{words:?} -> {other:?}"),
     };
     assert_eq!(refused(&["mod.admin"]), Reason::Admin);
@@ -881,17 +879,17 @@ fn learn_adds_unknown_commands_by_their_flags() {
     assert_eq!(refused(&["mod.bpop", "k", "0"]), Reason::Blocking);
     assert_eq!(refused(&["mod.eval", "x", "0"]), Reason::MovableKeys);
     assert_eq!(keyed(&["MOD.TOOL", "GET", "k"]), vec![2]);
-    assert_eq!(plan(&["mod.tool", "help"]), Plan::AnyMaster);
+    assert_eq!(plan(&["mod.tool", "help"]), Action::AnyMaster);
     assert_eq!(
         plan(&["mod.tool", "x"]),
-        Plan::Reject(RejectKind::UnknownSubcommand)
+        Action::Reject(RejectKind::UnknownSubcommand)
     );
     assert_eq!(keyed(&["OBJECT", "NEWTHING", "k"]), vec![2]);
     assert_eq!(refused(&["CLIENT", "NEWTHING"]), Reason::ClientSubcommand);
     // Learned arity is enforced too.
     let request = req(&["mod.version", "extra"]);
-    match table.classify(&request) {
-        Plan::Reject(kind) => assert_eq!(
+    match table.classify(&request).action {
+        Action::Reject(kind) => assert_eq!(
             kind.rejection(&request).to_string(),
             "ERR wrong number of arguments for 'mod.version' command"
         ),
@@ -931,8 +929,8 @@ fn learn_skips_malformed_entries() {
     assert_eq!(table.learn(&Frame::Integer(1)), 0);
     assert_eq!(table.learn(&Frame::NullArray), 0);
     assert!(matches!(
-        table.classify(&req(&["mod.ok", "k"])),
-        Plan::Keyed(_)
+        table.classify(&req(&["mod.ok", "k"])).action,
+        Action::Keyed(_)
     ));
     // A Redis 6 entry has only seven fields and no subcommands.
     let redis6 = Frame::Array(vec![Frame::Array(vec![
@@ -945,8 +943,8 @@ fn learn_skips_malformed_entries() {
         Frame::Array(vec![]),
     ])]);
     assert_eq!(table.learn(&redis6), 1);
-    match table.classify(&req(&["MOD.SIX", "a", "b"])) {
-        Plan::Keyed(k) => assert_eq!(k.iter().collect::<Vec<_>>(), vec![1, 2]),
+    match table.classify(&req(&["MOD.SIX", "a", "b"])).action {
+        Action::Keyed(k) => assert_eq!(k.iter().collect::<Vec<_>>(), vec![1, 2]),
         other => panic!("{other:?}"),
     }
 }
@@ -963,22 +961,145 @@ fn learned_keys_never_point_past_the_arguments() {
     )]);
     assert_eq!(table.learn(&reply), 1);
     // Arity 0 checks nothing, so the node gets to answer a short request itself.
-    assert_eq!(table.classify(&req(&["mod.loose"])), Plan::AnyMaster);
-    match table.classify(&req(&["mod.loose", "a", "b", "c"])) {
-        Plan::Keyed(k) => assert_eq!(k.iter().collect::<Vec<_>>(), vec![2, 3]),
+    assert_eq!(
+        table.classify(&req(&["mod.loose"])).action,
+        Action::AnyMaster
+    );
+    match table.classify(&req(&["mod.loose", "a", "b", "c"])).action {
+        Action::Keyed(k) => assert_eq!(k.iter().collect::<Vec<_>>(), vec![2, 3]),
         other => panic!("{other:?}"),
     }
+}
+
+// ---------------------------------------------------------------- traits
+
+/// `readonly` was typed by hand on each entry; Redis 7.0's flags are the reference.
+#[test]
+fn readonly_traits_agree_with_redis_70() {
+    let reference = redis70();
+    let mut readonly = 0;
+    for entry in CommandTable::builtin().builtin_entries() {
+        let name = entry.name.to_ascii_lowercase();
+        let flagged = reference
+            .iter()
+            .find(|c| c.name == name)
+            .is_some_and(|c| c.flags.contains(&"readonly"));
+        assert_eq!(entry.spec.traits.readonly, flagged, "readonly of {name}");
+        readonly += usize::from(flagged);
+    }
+    assert!(readonly >= 90, "{readonly}");
+}
+
+#[test]
+fn reads_and_plain_writes_replay_others_do_not() {
+    for ok in [
+        &["get", "k"][..],
+        &["MGET", "a", "b"],
+        &["EXISTS", "a", "b"],
+        &["SET", "k", "v", "EX", "5"],
+        &["mset", "a", "1"],
+        &["HMSET", "h", "f", "v"],
+        &["SETEX", "k", "5", "v"],
+        &["zrange", "z", "0", "1"],
+        &["XINFO", "STREAM", "s"],
+        &["EVAL_RO", "return 1", "1", "k"],
+    ] {
+        assert!(traits(ok).replay_safe(), "{ok:?}");
+    }
+    for no in [
+        &["INCR", "k"][..],
+        &["SET", "k", "v", "nx"],
+        &["SET", "k", "v", "GET"],
+        &["DEL", "k"],
+        &["LPUSH", "l", "x"],
+        &["EVAL", "return 1", "1", "k"],
+        &["averyveryverylongcommandname"],
+    ] {
+        assert!(!traits(no).replay_safe(), "{no:?}");
+    }
+    assert!(traits(&["GET", "k"]).readonly());
+    assert!(!traits(&["SET", "k", "v"]).readonly());
+}
+
+#[test]
+fn connection_state_commands_need_a_reserved_connection() {
+    for words in [
+        &["MULTI"][..],
+        &["WATCH", "k"],
+        &["BLPOP", "k", "0"],
+        &["SUBSCRIBE", "c"],
+        &["SSUBSCRIBE", "c"],
+    ] {
+        let plan = CommandTable::builtin().classify(&req(words));
+        // Refused for now, so the traits are not set; the table entry carries the fact.
+        assert!(matches!(plan.action, Action::Reject(_)), "{words:?}");
+        let table = CommandTable::builtin();
+        let spec = table.find_top(words[0].as_bytes()).unwrap();
+        assert!(spec.traits.reserved, "{words:?}");
+    }
+    assert!(!traits(&["GET", "k"]).reserved());
+    assert!(!traits(&["PUBLISH", "c", "m"]).reserved());
+}
+
+#[test]
+fn learned_commands_take_readonly_from_the_cluster() {
+    let mut table = CommandTable::builtin();
+    let reply = Frame::Array(vec![
+        command_frame("mod.get", 2, &["readonly"], (1, 1, 1), vec![]),
+        command_frame("mod.set", 3, &["write"], (1, 1, 1), vec![]),
+    ]);
+    assert_eq!(table.learn(&reply), 2);
+    let get = table.classify(&req(&["mod.get", "k"])).traits;
+    assert!(get.readonly() && get.replay_safe());
+    let set = table.classify(&req(&["mod.set", "k", "v"])).traits;
+    assert!(!set.readonly() && !set.replay_safe());
 }
 
 // ---------------------------------------------------------------- plumbing
 
 #[test]
 fn plan_stays_small() {
+    // Five words of action and a byte of traits: well inside one cache line.
     assert!(
-        std::mem::size_of::<Plan>() <= 40,
+        std::mem::size_of::<Plan>() <= 48,
         "{}",
         std::mem::size_of::<Plan>()
     );
+}
+
+#[test]
+fn every_rejection_is_a_listed_metric_label() {
+    use crate::metrics::ERROR_KINDS;
+    let reasons = [
+        Reason::Blocking,
+        Reason::Transaction,
+        Reason::PubSub,
+        Reason::Monitor,
+        Reason::KeyspaceFanOut,
+        Reason::ScriptFanOut,
+        Reason::Admin,
+        Reason::Auth,
+        Reason::ClusterState,
+        Reason::SingleDatabase,
+        Reason::ClientSubcommand,
+        Reason::MovableKeys,
+        Reason::NoKeys,
+    ];
+    let kinds = reasons
+        .iter()
+        .map(|&reason| RejectKind::Unsupported {
+            reason,
+            subcommand: false,
+        })
+        .chain([
+            RejectKind::WrongArity { subcommand: false },
+            RejectKind::UnknownCommand,
+            RejectKind::UnknownSubcommand,
+            RejectKind::BadArguments(ArgError::Syntax),
+        ]);
+    for kind in kinds {
+        assert!(ERROR_KINDS.contains(&kind.label()), "{kind:?}");
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
 use super::Frontend;
-use crate::command::Plan;
+use crate::command::Action;
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::Router;
 
@@ -177,8 +177,8 @@ impl Session {
             self.disruptions = self.fe.router.disruptions();
         }
         let plan = self.fe.router.classify(&req);
-        match plan {
-            Plan::Local(cmd) => match local::answer(cmd, req.args(), &mut self.client) {
+        match plan.action {
+            Action::Local(cmd) => match local::answer(cmd, req.args(), &mut self.client) {
                 (reply, After::Continue) => self.ready(reply),
                 (reply, After::Close) => {
                     self.ready(reply);
@@ -186,13 +186,15 @@ impl Session {
                 }
                 (_, After::Info) => self.info(&req),
             },
-            plan => {
+            Action::Reject(kind) => {
+                self.fe.metrics.error(kind.label());
+                self.ready(Reply::error_line(&kind.rejection(&req).to_string()));
+            }
+            _ => {
                 let affinity = self.affinity;
-                if let Plan::Keyed(keys) = plan {
-                    if let Some(started) = self.fe.router.start(&req, keys, affinity) {
-                        self.inflight.fast(req, started);
-                        return;
-                    }
+                if let Some(started) = self.fe.router.start(&req, plan, affinity) {
+                    self.inflight.fast(req, started);
+                    return;
                 }
                 let router = self.fe.router.clone();
                 self.inflight.task(Box::pin(async move {

@@ -16,6 +16,40 @@ pub use http::{serve, HealthSource};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+/// Every value of `slotgate_errors_total`'s `kind` label, so each series exists at 0 from the
+/// first scrape and the set stays bounded. Route and command tests check that every error kind
+/// they emit is listed here.
+pub const ERROR_KINDS: &[&str] = &[
+    // slotgate could not get an answer from the cluster (route::RouteError)
+    "crossslot",
+    "slot_unserved",
+    "no_masters",
+    "too_many_redirects",
+    "backend_unavailable",
+    "backend_connection_lost",
+    "backend_timeout",
+    "split_failed",
+    "unexpected_reply",
+    // slotgate refused the request itself (command::RejectKind)
+    "wrong_arity",
+    "unknown_command",
+    "unknown_subcommand",
+    "bad_arguments",
+    "blocking",
+    "transaction",
+    "pubsub",
+    "monitor",
+    "keyspace_fanout",
+    "script_fanout",
+    "admin",
+    "auth",
+    "cluster_state",
+    "single_database",
+    "client_subcommand",
+    "movable_keys",
+    "no_keys",
+];
+
 /// The proxy's metrics. Cheap to share behind an `Arc`; every field is lock-free to update.
 #[derive(Clone)]
 pub struct Metrics {
@@ -47,6 +81,9 @@ pub struct Metrics {
     pub backend_reconnects_total: IntCounter,
     /// Client input that was not valid RESP or broke a protocol limit.
     pub protocol_errors_total: IntCounter,
+    /// Error replies slotgate made itself, by kind (one of [`ERROR_KINDS`]); errors the nodes
+    /// sent (WRONGTYPE, ...) are passed through and counted only in `requests_error`.
+    errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -92,6 +129,14 @@ impl Metrics {
             "Slot-map refreshes, by result.",
             "result",
         );
+        let errors = family(
+            "slotgate_errors_total",
+            "Error replies slotgate made itself, by kind.",
+            "kind",
+        );
+        for kind in ERROR_KINDS {
+            errors.with_label_values(&[kind]);
+        }
 
         Self {
             client_connections: gauge(
@@ -124,8 +169,16 @@ impl Metrics {
                 "slotgate_protocol_errors_total",
                 "Client input rejected as invalid RESP or over a limit.",
             ),
+            errors,
             registry,
         }
+    }
+
+    /// Counts one error reply of `kind`. A hash lookup rather than a pre-resolved child: errors
+    /// are off the hot path, and one family keeps the label set in one list.
+    pub fn error(&self, kind: &'static str) {
+        debug_assert!(ERROR_KINDS.contains(&kind), "unlisted error kind {kind}");
+        self.errors.with_label_values(&[kind]).inc();
     }
 
     /// The registry in Prometheus text format, as `/metrics` serves it.
@@ -172,6 +225,7 @@ mod tests {
                 "slotgate_backend_reconnects_total",
                 "slotgate_client_connections",
                 "slotgate_client_connections_total",
+                "slotgate_errors_total",
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",
                 "slotgate_requests_total",
@@ -191,6 +245,8 @@ mod tests {
             "slotgate_redirections_total{kind=\"ask\"} 0",
             "slotgate_topology_refreshes_total{result=\"ok\"} 0",
             "slotgate_topology_refreshes_total{result=\"error\"} 0",
+            "slotgate_errors_total{kind=\"crossslot\"} 0",
+            "slotgate_errors_total{kind=\"backend_timeout\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -209,6 +265,7 @@ mod tests {
         m.topology_refreshes_error.inc();
         m.client_connections.set(3);
         m.backend_reconnects_total.inc_by(4);
+        m.error("crossslot");
         let text = m.encode_text().unwrap();
         for line in [
             "slotgate_requests_total{result=\"ok\"} 2",
@@ -218,12 +275,24 @@ mod tests {
             "slotgate_topology_refreshes_total{result=\"error\"} 1",
             "slotgate_client_connections 3",
             "slotgate_backend_reconnects_total 4",
+            "slotgate_errors_total{kind=\"crossslot\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn error_kinds_are_unique_labels() {
+        let mut kinds = ERROR_KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), ERROR_KINDS.len());
+        assert!(kinds
+            .iter()
+            .all(|k| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
     }
 
     #[test]

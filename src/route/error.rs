@@ -1,3 +1,6 @@
+//! Why a routed request got no answer from the cluster, as one enum: the client sees a stable
+//! Redis-style line, and metrics and logs a fixed label per kind, never the text.
+
 use crate::backend::BackendError;
 use crate::cluster::Slot;
 use crate::protocol::Reply;
@@ -47,6 +50,39 @@ impl RouteError {
             RouteError::Backend(BackendError::Timeout { .. }) => "backend_timeout",
             RouteError::SplitFailed { .. } => "split_failed",
             RouteError::UnexpectedReply(_) => "unexpected_reply",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ERROR_KINDS;
+
+    #[test]
+    fn every_kind_is_a_listed_metric_label() {
+        let addr = || crate::cluster::NodeAddr::from("n:1");
+        let slot = Slot::new(1).unwrap();
+        let all = [
+            RouteError::CrossSlot,
+            RouteError::SlotUnserved(slot),
+            RouteError::NoMasters,
+            RouteError::TooManyRedirects { slot, limit: 5 },
+            RouteError::Backend(BackendError::Unavailable { addr: addr() }),
+            RouteError::Backend(BackendError::ConnectionLost { addr: addr() }),
+            RouteError::Backend(BackendError::Timeout {
+                addr: addr(),
+                millis: 1,
+            }),
+            RouteError::SplitFailed {
+                failed: 1,
+                total: 2,
+                first: String::new(),
+            },
+            RouteError::UnexpectedReply("x"),
+        ];
+        for e in &all {
+            assert!(ERROR_KINDS.contains(&e.kind()), "{e:?}");
         }
     }
 }

@@ -10,14 +10,16 @@ use std::task::{Context, Poll};
 
 use super::redirect;
 use super::router::Router;
+use super::split;
 use crate::backend::{BackendError, Node, PendingReply};
 use crate::cluster::Slot;
-use crate::command::Keys;
+use crate::command::{Action, Plan};
 use crate::protocol::{Reply, Request};
 
 /// A request on the fast path, sent and awaiting its reply.
 pub struct Started {
     slot: Slot,
+    replay_safe: bool,
     node: Arc<Node>,
     reply: PendingReply,
 }
@@ -25,6 +27,7 @@ pub struct Started {
 /// What came back for a [`Started`] request that the fast path cannot finish on its own.
 pub struct Unsettled {
     slot: Slot,
+    replay_safe: bool,
     node: Arc<Node>,
     outcome: Result<Reply, BackendError>,
 }
@@ -37,6 +40,7 @@ impl Started {
             Ok(reply) if is_final(&reply) => Ok(reply),
             outcome => Err(Unsettled {
                 slot: self.slot,
+                replay_safe: self.replay_safe,
                 node: self.node.clone(),
                 outcome,
             }),
@@ -51,39 +55,37 @@ fn is_final(reply: &Reply) -> bool {
 }
 
 impl Router {
-    /// Sends a single-key-slot request at once if it can take the fast path, or returns `None`
+    /// Sends a single-slot request at once if it can take the fast path, or returns `None`
     /// (nothing sent) for [`Router::execute`] to handle: no keys, keys in several slots, no known
     /// master, or a full connection queue. Falling back keeps a client's order: a full queue
     /// refuses every later request too until the slow path's waiting send gets in first.
-    pub fn start(&self, req: &Request, keys: Keys, affinity: usize) -> Option<Started> {
-        let args = req.args();
-        let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
-        let slot = slots.next()?;
-        if slots.any(|s| s != slot) {
+    pub fn start(&self, req: &Request, plan: Plan, affinity: usize) -> Option<Started> {
+        let Action::Keyed(keys) = plan.action else {
             return None;
-        }
+        };
+        let slot = split::one_slot(req.args(), keys).ok()??;
         let node = self.table.load().master_for(slot)?.clone();
         let reply = node.try_send(req.to_resp(), affinity)?;
-        Some(Started { slot, node, reply })
+        Some(Started {
+            slot,
+            replay_safe: plan.traits.replay_safe(),
+            node,
+            reply,
+        })
     }
 
     /// Takes over a fast-path request whose outcome needs redirections, holding or a replay.
     pub async fn resume(&self, req: &Request, unsettled: Unsettled, affinity: usize) -> Reply {
         let Unsettled {
             slot,
+            replay_safe,
             node,
             outcome,
         } = unsettled;
-        let first = Some((node, outcome));
-        match self
-            .follow(slot, req.to_resp(), affinity, req.args(), first)
-            .await
-        {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::debug!(error = %e, kind = e.kind(), "request failed");
-                e.to_reply()
-            }
-        }
+        let follow = self.follow_for(slot, replay_safe);
+        let result = self
+            .follow(follow, req.to_resp(), affinity, Some((node, outcome)))
+            .await;
+        self.answer(result)
     }
 }

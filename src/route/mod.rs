@@ -3,10 +3,13 @@
 
 mod error;
 mod fast;
+mod follow;
 // Public so benches/hotpath.rs can measure splitting and merging without a cluster.
 pub mod merge;
 mod redirect;
 mod router;
+#[cfg(test)]
+mod router_tests;
 mod routers;
 pub mod split;
 mod table;

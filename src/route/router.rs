@@ -9,13 +9,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 
 use super::error::RouteError;
-use super::merge::{merge, PartResult};
-use super::redirect::{self, Redirect};
+use super::follow::{Follow, Next};
+use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Node, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
-use crate::command::{self, CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::protocol::{encode_command, Reply, Request};
 
@@ -77,36 +77,50 @@ impl Router {
         self.table.load().topology.clone()
     }
 
-    /// Runs a request whose plan needs the cluster. `affinity` keeps one client on one connection
-    /// per node, so its commands to that node keep their order.
+    /// Runs a request whose action needs the cluster. `affinity` keeps one client on one
+    /// connection per node, so its commands to that node keep their order. Local and refused
+    /// requests are the session's to answer.
     pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize) -> Reply {
-        let result = match plan {
-            Plan::Keyed(keys) => self.keyed(req, keys, affinity).await,
-            Plan::AnyMaster => self.any_master(req.to_resp(), affinity).await,
-            Plan::Split(kind) => self.split(req, kind, affinity).await,
-            Plan::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
-            Plan::Reject(r) => return Reply::error_line(&r.rejection(req).to_string()),
-            Plan::Local(_) => Err(RouteError::UnexpectedReply("a local command")),
+        let replay_safe = plan.traits.replay_safe();
+        let result = match plan.action {
+            Action::Keyed(keys) => self.keyed(req, keys, affinity, replay_safe).await,
+            Action::AnyMaster => self.any_master(req.to_resp(), affinity).await,
+            Action::Split(kind) => self.split(req, kind, affinity, replay_safe).await,
+            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
+            Action::Local(_) | Action::Reject(_) => {
+                Err(RouteError::UnexpectedReply("a request for the session"))
+            }
         };
+        self.answer(result)
+    }
+
+    /// The client's reply for a routing outcome; an error of slotgate's own is counted by kind.
+    pub(super) fn answer(&self, result: Result<Reply, RouteError>) -> Reply {
         match result {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!(error = %e, kind = e.kind(), "request failed");
+                self.metrics.error(e.kind());
                 e.to_reply()
             }
         }
     }
 
-    async fn keyed(&self, req: &Request, keys: Keys, affinity: usize) -> Result<Reply, RouteError> {
-        let args = req.args();
-        let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
-        let Some(slot) = slots.next() else {
-            return self.any_master(req.to_resp(), affinity).await;
-        };
-        if slots.any(|s| s != slot) {
-            return Err(RouteError::CrossSlot);
+    async fn keyed(
+        &self,
+        req: &Request,
+        keys: Keys,
+        affinity: usize,
+        replay_safe: bool,
+    ) -> Result<Reply, RouteError> {
+        match split::one_slot(req.args(), keys) {
+            Ok(Some(slot)) => {
+                self.send_to_slot(slot, req.to_resp(), affinity, replay_safe)
+                    .await
+            }
+            Ok(None) => self.any_master(req.to_resp(), affinity).await,
+            Err(split::CrossSlot) => Err(RouteError::CrossSlot),
         }
-        self.send_to_slot(slot, req.to_resp(), affinity, args).await
     }
 
     async fn split(
@@ -114,25 +128,23 @@ impl Router {
         req: &Request,
         kind: SplitKind,
         affinity: usize,
+        replay_safe: bool,
     ) -> Result<Reply, RouteError> {
-        let args = req.args();
-        let parts = match split::split(args, kind) {
+        let parts = match split::split(req.args(), kind) {
             Split::OneSlot(slot) => {
-                return self.send_to_slot(slot, req.to_resp(), affinity, args).await;
+                return self
+                    .send_to_slot(slot, req.to_resp(), affinity, replay_safe)
+                    .await;
             }
             Split::Parts(parts) => parts,
-        };
-        let keys = match kind {
-            SplitKind::MSet => (args.len() - 1) / 2,
-            SplitKind::MGet | SplitKind::SumKeys => args.len() - 1,
         };
         let results = join_all(
             parts
                 .iter()
-                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity, args)),
+                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity, replay_safe)),
         )
         .await;
-        merge(kind, keys, &parts, results)
+        merge(kind, &parts, results)
     }
 
     async fn any_master(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
@@ -148,18 +160,16 @@ impl Router {
         Ok(node.send(bytes, 0, affinity).await?)
     }
 
+    /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
     async fn sum_all(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
-        let results = self.fan_out(bytes, affinity).await;
-        let mut sum = 0i64;
-        for r in results {
-            let r = r?;
-            match r.integer() {
-                Some(n) => sum = sum.saturating_add(n),
-                None if r.error().is_some() => return Ok(r),
-                None => return Err(RouteError::UnexpectedReply("a fanned-out command")),
+        match sum_integers(self.fan_out(bytes, affinity).await) {
+            Ok(sum) => Ok(Reply::integer_reply(sum)),
+            Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
+            Err((_, PartFailure::Reply(_))) => {
+                Err(RouteError::UnexpectedReply("a fanned-out command"))
             }
+            Err((_, PartFailure::Route(e))) => Err(e),
         }
-        Ok(Reply::integer_reply(sum))
     }
 
     /// Sends the same command to every serving master and returns their replies.
@@ -184,108 +194,85 @@ impl Router {
     /// While the slot's master is unreachable the request is held, up to the hold timeout, and
     /// sent to whichever master serves the slot once the map changes. A request that may already
     /// have run (its connection died after writing it, or it timed out) is sent again only when
-    /// `args` is safe to repeat (`command::replay_safe`); otherwise the client is told the outcome
-    /// is unknown.
+    /// it is `replay_safe`; otherwise the client is told the outcome is unknown.
     pub async fn send_to_slot(
         &self,
         slot: Slot,
         bytes: Bytes,
         affinity: usize,
-        args: &[Bytes],
+        replay_safe: bool,
     ) -> Result<Reply, RouteError> {
-        self.follow(slot, bytes, affinity, args, None).await
+        self.follow(self.follow_for(slot, replay_safe), bytes, affinity, None)
+            .await
     }
 
-    /// [`Router::send_to_slot`], optionally carrying on from a first attempt already made (the
-    /// session's fast path sent the request and got an outcome that needs the router).
+    pub(super) fn follow_for(&self, slot: Slot, replay_safe: bool) -> Follow {
+        Follow::new(slot, replay_safe, self.settings.max_redirects)
+    }
+
+    /// Carries out [`Follow`]'s decisions, optionally carrying on from a first attempt already
+    /// made (the session's fast path sent the request and got an outcome that needs the router).
     pub(super) async fn follow(
         &self,
-        slot: Slot,
+        mut follow: Follow,
         bytes: Bytes,
         affinity: usize,
-        args: &[Bytes],
         mut first: Option<(Arc<Node>, Result<Reply, BackendError>)>,
     ) -> Result<Reply, RouteError> {
-        // Where to send next when a redirect overrides the slot map, and whether to ASK.
-        let mut redirected: Option<(Arc<Node>, bool)> = None;
-        let mut redirects = 0u32;
         let mut held_since: Option<Instant> = None;
         loop {
-            let (node, sent) = match first.take() {
-                Some(attempt) => attempt,
-                None => {
-                    let (node, asking) = match redirected.take() {
-                        Some(target) => target,
-                        None => match self.table.load().master_for(slot) {
-                            Some(n) => (n.clone(), false),
-                            None => {
-                                self.trigger.request();
-                                if self.keep_holding(&mut held_since).await {
-                                    continue;
-                                }
-                                return Err(RouteError::SlotUnserved(slot));
-                            }
-                        },
-                    };
-                    let sent = if asking {
-                        let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
-                        b.extend_from_slice(ASKING);
-                        b.extend_from_slice(&bytes);
-                        node.send(b.freeze(), 1, affinity).await
-                    } else {
-                        node.send(bytes.clone(), 0, affinity).await
-                    };
-                    (node, sent)
-                }
-            };
-            let reply = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    self.trigger.request();
-                    let resend = !e.maybe_executed() || command::replay_safe(args);
-                    if resend && self.keep_holding(&mut held_since).await {
-                        continue;
+            let next = match first.take() {
+                Some((node, sent)) => self.settle(&mut follow, &node, sent),
+                None => match self.target(&mut follow) {
+                    Some((node, asking)) => {
+                        let sent = send_once(&node, &bytes, asking, affinity).await;
+                        self.settle(&mut follow, &node, sent)
                     }
-                    return Err(e.into());
-                }
+                    None => follow.unserved(),
+                },
             };
-            let redirect = match redirect::classify(&reply, node.addr()) {
-                None if redirect::is_cluster_down(&reply) => {
-                    // The cluster refused the command (it did not run): while a failed master is
-                    // being replaced, full-coverage clusters refuse every slot for about a
-                    // second. Hold it like a request for an unreachable master.
+            match next {
+                Next::Done(result) => return result,
+                Next::Hold { otherwise } => {
                     self.trigger.request();
-                    if self.keep_holding(&mut held_since).await {
-                        continue;
+                    if !self.keep_holding(&mut held_since).await {
+                        return otherwise;
                     }
-                    return Ok(reply);
                 }
-                None => return Ok(reply),
-                Some(r) => r,
-            };
-            redirects += 1;
-            if redirects > self.settings.max_redirects {
-                return Err(RouteError::TooManyRedirects {
-                    slot,
-                    limit: self.settings.max_redirects,
-                });
-            }
-            match redirect {
-                Redirect::Moved { slot: moved, addr } => {
+                Next::Moved { slot, addr } => {
                     self.metrics.redirections_moved.inc();
-                    self.apply_moved(moved, &addr);
-                    redirected = Some((self.pool.node(&addr), false));
+                    self.apply_moved(slot, &addr);
                 }
-                Redirect::Ask { addr } => {
-                    self.metrics.redirections_ask.inc();
-                    redirected = Some((self.pool.node(&addr), true));
-                }
-                Redirect::TryAgain => {
+                Next::Ask { .. } => self.metrics.redirections_ask.inc(),
+                Next::TryAgain(backoff) => {
                     self.pool.health().disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
                     self.trigger.request();
-                    tokio::time::sleep(Duration::from_millis(5 << redirects.min(6))).await;
+                    tokio::time::sleep(backoff).await;
                 }
+            }
+        }
+    }
+
+    /// Where the next attempt goes: a redirection's target, else the slot's master in the map.
+    fn target(&self, follow: &mut Follow) -> Option<(Arc<Node>, bool)> {
+        match follow.take_detour() {
+            Some((addr, asking)) => Some((self.pool.node(&addr), asking)),
+            None => {
+                let table = self.table.load();
+                table.master_for(follow.slot()).map(|n| (n.clone(), false))
+            }
+        }
+    }
+
+    /// What one attempt's outcome means; every failed send asks for a slot-map refresh, since a
+    /// broken connection is how a dead master shows itself.
+    fn settle(&self, follow: &mut Follow, node: &Node, sent: Result<Reply, BackendError>) -> Next {
+        match sent {
+            Ok(reply) => follow.after_reply(reply, node.addr()),
+            Err(e) => {
+                self.trigger.request();
+                follow.after_error(e)
             }
         }
     }
@@ -350,4 +337,20 @@ impl Router {
         encode_command(args.iter().copied(), &mut b);
         b.freeze()
     }
+}
+
+/// One attempt at `node`; `asking` sends `ASKING` first, in the same write, and skips its `+OK`.
+async fn send_once(
+    node: &Node,
+    bytes: &Bytes,
+    asking: bool,
+    affinity: usize,
+) -> Result<Reply, BackendError> {
+    if !asking {
+        return node.send(bytes.clone(), 0, affinity).await;
+    }
+    let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
+    b.extend_from_slice(ASKING);
+    b.extend_from_slice(bytes);
+    node.send(b.freeze(), 1, affinity).await
 }

@@ -4,8 +4,24 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::cluster::Slot;
-use crate::command::SplitKind;
+use crate::command::{Keys, SplitKind};
 use crate::protocol::encode_command;
+
+/// Keys of one request that hash to more than one slot, where the command needs them in one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CrossSlot;
+
+/// The slot every key of `keys` (positions in `args`) hashes to; `None` for a request without keys.
+pub fn one_slot(args: &[Bytes], keys: Keys) -> Result<Option<Slot>, CrossSlot> {
+    let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
+    let Some(slot) = slots.next() else {
+        return Ok(None);
+    };
+    match slots.all(|s| s == slot) {
+        true => Ok(Some(slot)),
+        false => Err(CrossSlot),
+    }
+}
 
 /// The keys of one slot: where they sit in the client's request, and the sub-command for them.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,14 +30,6 @@ pub struct Part {
     /// Positions of this part's keys among the request's keys (0 = first key), in client order.
     pub positions: Vec<usize>,
     pub command: Bytes,
-}
-
-/// How many arguments each key carries along (MSET: its value).
-fn stride(kind: SplitKind) -> usize {
-    match kind {
-        SplitKind::MSet => 2,
-        SplitKind::MGet | SplitKind::SumKeys => 1,
-    }
 }
 
 /// What a multi-key request becomes: unchanged for one slot, or one part per slot.
@@ -35,7 +43,7 @@ pub enum Split {
 /// requests with many keys (a linear search per key was quadratic: 0.5 s for 100,000 keys), and
 /// a stable sort keeps the client's order within each slot.
 pub fn split(args: &[Bytes], kind: SplitKind) -> Split {
-    let stride = stride(kind);
+    let stride = kind.stride();
     let mut keyed: Vec<(Slot, usize)> = args[1..]
         .iter()
         .step_by(stride)
@@ -76,6 +84,17 @@ pub fn split(args: &[Bytes], kind: SplitKind) -> Split {
 mod tests {
     use super::*;
     use crate::protocol::test_args as args;
+
+    #[test]
+    fn one_slot_or_cross_slot() {
+        let a = args(&["MSETNX", "{u}a", "1", "{u}b", "2", "c", "3"]);
+        assert_eq!(
+            one_slot(&a, Keys::range(1, 5, 2)),
+            Ok(Some(Slot::for_key(b"u")))
+        );
+        assert_eq!(one_slot(&a, Keys::range(1, 7, 2)), Err(CrossSlot));
+        assert_eq!(one_slot(&a, Keys::NONE), Ok(None));
+    }
 
     #[test]
     fn mget_groups_by_slot_in_client_order() {

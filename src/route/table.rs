@@ -1,3 +1,6 @@
+//! The routing snapshot: the slot map joined to this worker's node connections, built once per
+//! slot-map change so the per-request lookup is two array reads and no hash map.
+
 use std::sync::Arc;
 
 use crate::backend::{Node, Pool};

@@ -1,0 +1,124 @@
+//! What a command does, beyond where its keys are: whether it only reads, whether sending it a
+//! second time is harmless, whether it needs a backend connection of its own. These are facts of
+//! the command table's entries, so a command learned from the cluster's `COMMAND` reply carries
+//! them as a builtin does, and no list elsewhere can drift from the table.
+
+use bytes::Bytes;
+
+/// When a write may be sent again after its first attempt's fate is unknown (written to a
+/// connection that then died, or never answered). Sending a write twice can apply it twice, so only
+/// writes whose effect AND reply are the same however often they run qualify. (DEL or SADD would
+/// leave the same state, but their reply counts what changed, and a repeat would lie.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    Never,
+    Always,
+    /// Unless one of these options (any case) is among the arguments: SET's NX, XX and GET make
+    /// its reply depend on what was there before.
+    UnlessOption(&'static [&'static [u8]]),
+}
+
+/// The table's word on one command, fixed per entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryTraits {
+    /// Redis' `readonly` flag: it changes nothing, so it may also run on a replica, and running it
+    /// twice is harmless.
+    pub(crate) readonly: bool,
+    pub(crate) repeat: Repeat,
+    /// It keeps state on the connection it runs on (MULTI, WATCH, SUBSCRIBE) or holds it (blocking
+    /// commands), so it cannot share a multiplexed connection with other clients.
+    pub(crate) reserved: bool,
+}
+
+impl EntryTraits {
+    pub(crate) const NONE: EntryTraits = EntryTraits {
+        readonly: false,
+        repeat: Repeat::Never,
+        reserved: false,
+    };
+
+    /// The traits of one request of this command; only the repeat rule looks at the arguments.
+    pub(crate) fn resolve(self, args: &[Bytes]) -> Traits {
+        let repeatable = self.readonly
+            || match self.repeat {
+                Repeat::Never => false,
+                Repeat::Always => true,
+                Repeat::UnlessOption(options) => !args
+                    .iter()
+                    .skip(1)
+                    .any(|a| options.iter().any(|o| a.eq_ignore_ascii_case(o))),
+            };
+        let mut bits = 0;
+        if self.readonly {
+            bits |= Traits::READONLY;
+        }
+        if repeatable {
+            bits |= Traits::REPLAY_SAFE;
+        }
+        if self.reserved {
+            bits |= Traits::RESERVED;
+        }
+        Traits { bits }
+    }
+}
+
+/// The traits of one classified request, carried in its [`Plan`](super::Plan): one byte, so the
+/// plan stays `Copy` and small, and routing never looks at the arguments again to decide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traits {
+    bits: u8,
+}
+
+impl Traits {
+    const READONLY: u8 = 1;
+    const REPLAY_SAFE: u8 = 2;
+    const RESERVED: u8 = 4;
+
+    /// Changes nothing: may run on a replica.
+    pub fn readonly(self) -> bool {
+        self.bits & Self::READONLY != 0
+    }
+
+    /// May be sent again when the first attempt's outcome is unknown: the same state and the same
+    /// reply however often it runs.
+    pub fn replay_safe(self) -> bool {
+        self.bits & Self::REPLAY_SAFE != 0
+    }
+
+    /// Needs a backend connection reserved for this client.
+    pub fn reserved(self) -> bool {
+        self.bits & Self::RESERVED != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::test_args as args;
+
+    const SET: EntryTraits = EntryTraits {
+        repeat: Repeat::UnlessOption(&[b"NX", b"XX", b"GET"]),
+        ..EntryTraits::NONE
+    };
+
+    #[test]
+    fn readonly_implies_replay_safe() {
+        let read = EntryTraits {
+            readonly: true,
+            ..EntryTraits::NONE
+        }
+        .resolve(&args(&["GET", "k"]));
+        assert!(read.readonly() && read.replay_safe() && !read.reserved());
+        let write = EntryTraits::NONE.resolve(&args(&["INCR", "k"]));
+        assert!(!write.readonly() && !write.replay_safe());
+    }
+
+    #[test]
+    fn options_that_make_a_reply_depend_on_the_past_forbid_a_repeat() {
+        assert!(SET
+            .resolve(&args(&["SET", "k", "v", "EX", "5"]))
+            .replay_safe());
+        assert!(!SET.resolve(&args(&["SET", "k", "v", "nx"])).replay_safe());
+        assert!(!SET.resolve(&args(&["set", "k", "v", "Get"])).replay_safe());
+    }
+}
