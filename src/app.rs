@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::frontend::{self, Frontend, SessionSettings, Shard};
 use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
+use crate::order::Disruptions;
 use crate::protocol::Limits;
 use crate::route::{RouteSettings, Router, Routers};
 
@@ -67,7 +68,11 @@ pub async fn run(
     let b = &config.backend;
     let trigger = RefreshTrigger::default();
     let on_failure = trigger.clone();
-    let health = Arc::new(Health::new(Arc::new(move || on_failure.request())));
+    let disruptions = Arc::new(Disruptions::default());
+    let health = Arc::new(Health::new(
+        Arc::new(move || on_failure.request()),
+        disruptions.clone(),
+    ));
     let backend = Arc::new(BackendSettings {
         connections_per_node: b.connections_per_node,
         max_inflight: b.max_inflight_per_connection,
@@ -89,7 +94,13 @@ pub async fn run(
         .iter()
         .map(|rt| {
             let pool = Pool::new(backend.clone(), metrics.clone(), health.clone(), rt.clone());
-            Arc::new(Router::new(pool, trigger.clone(), route, metrics.clone()))
+            Arc::new(Router::new(
+                pool,
+                trigger.clone(),
+                route,
+                metrics.clone(),
+                disruptions.clone(),
+            ))
         })
         .collect();
     let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));

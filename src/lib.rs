@@ -15,5 +15,6 @@ pub mod config;
 pub mod error;
 pub mod frontend;
 pub mod metrics;
+pub mod order;
 pub mod protocol;
 pub mod route;

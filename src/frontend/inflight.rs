@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 
+use crate::order::{Line, Turn};
 use crate::protocol::{Reply, Request};
 use crate::route::{Router, Started};
 
@@ -35,6 +36,9 @@ enum Entry {
 
 pub(super) struct Inflight {
     queue: VecDeque<Entry>,
+    /// Entries pushed so far; with `line`, tells a task when its turn to send again comes.
+    pushed: u64,
+    line: Arc<Line>,
     tasks: FuturesOrdered<ReplyFuture>,
     /// Task outputs that came out before their turn; `tasks` yields them in queue order.
     done: VecDeque<Reply>,
@@ -46,6 +50,8 @@ impl Inflight {
     pub fn new(router: Arc<Router>, affinity: usize) -> Inflight {
         Inflight {
             queue: VecDeque::new(),
+            pushed: 0,
+            line: Arc::new(Line::default()),
             tasks: FuturesOrdered::new(),
             done: VecDeque::new(),
             router,
@@ -62,11 +68,22 @@ impl Inflight {
     }
 
     pub fn ready(&mut self, reply: Reply) {
-        self.queue.push_back(Entry::Ready(reply));
+        self.push(Entry::Ready(reply));
     }
 
     pub fn fast(&mut self, req: Request, started: Started) {
-        self.queue.push_back(Entry::Fast { req, started });
+        self.push(Entry::Fast { req, started });
+    }
+
+    /// The turn of the next entry pushed: a task made with it sends a request a second time only
+    /// once everything before it has been answered.
+    pub fn next_turn(&self) -> Turn {
+        self.line.turn(self.pushed)
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.pushed += 1;
+        self.queue.push_back(entry);
     }
 
     /// Polls the future once right here, before the session reads another request: whatever it
@@ -80,13 +97,14 @@ impl Inflight {
             Poll::Ready(reply) => self.ready(reply),
             Poll::Pending => {
                 self.tasks.push_back(future);
-                self.queue.push_back(Entry::Task);
+                self.push(Entry::Task);
             }
         }
     }
 
     fn pop(&mut self, reply: Reply) -> Poll<Option<Reply>> {
         self.queue.pop_front();
+        self.line.advance();
         Poll::Ready(Some(reply))
     }
 }
@@ -112,6 +130,7 @@ impl Stream for Inflight {
                     let Some(Entry::Ready(reply)) = this.queue.pop_front() else {
                         unreachable!("the head was just matched as ready");
                     };
+                    this.line.advance();
                     return Poll::Ready(Some(reply));
                 }
                 Entry::Task => {

@@ -197,8 +197,9 @@ impl Session {
                     return;
                 }
                 let router = self.fe.router.clone();
+                let turn = self.inflight.next_turn();
                 self.inflight.task(Box::pin(async move {
-                    router.execute(&req, plan, affinity).await
+                    router.execute(&req, plan, affinity, turn).await
                 }));
             }
         }

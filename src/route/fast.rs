@@ -14,6 +14,7 @@ use super::split;
 use crate::backend::{BackendError, Node, PendingReply};
 use crate::cluster::Slot;
 use crate::command::{Action, Plan};
+use crate::order::Turn;
 use crate::protocol::{Reply, Request};
 
 /// A request on the fast path, sent and awaiting its reply.
@@ -74,7 +75,8 @@ impl Router {
         })
     }
 
-    /// Takes over a fast-path request whose outcome needs redirections, holding or a replay.
+    /// Takes over a fast-path request whose outcome needs redirections, holding or a replay. It is
+    /// at the head of its client's queue by now, so its turn has come.
     pub async fn resume(&self, req: &Request, unsettled: Unsettled, affinity: usize) -> Reply {
         let Unsettled {
             slot,
@@ -84,7 +86,13 @@ impl Router {
         } = unsettled;
         let follow = self.follow_for(slot, replay_safe);
         let result = self
-            .follow(follow, req.to_resp(), affinity, Some((node, outcome)))
+            .follow(
+                follow,
+                req.to_resp(),
+                affinity,
+                Some((node, outcome)),
+                &Turn::now(),
+            )
             .await;
         self.answer(result)
     }

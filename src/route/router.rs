@@ -17,6 +17,7 @@ use crate::backend::{BackendError, Node, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
 use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
+use crate::order::{Disruptions, Turn};
 use crate::protocol::{encode_command, Reply, Request};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
@@ -39,6 +40,7 @@ pub struct Router {
     trigger: RefreshTrigger,
     settings: RouteSettings,
     metrics: Arc<Metrics>,
+    disruptions: Arc<Disruptions>,
 }
 
 impl Router {
@@ -47,6 +49,7 @@ impl Router {
         trigger: RefreshTrigger,
         settings: RouteSettings,
         metrics: Arc<Metrics>,
+        disruptions: Arc<Disruptions>,
     ) -> Router {
         let table = RouteTable::build(Topology::empty(), &pool);
         Router {
@@ -56,6 +59,7 @@ impl Router {
             trigger,
             settings,
             metrics,
+            disruptions,
         }
     }
 
@@ -80,12 +84,17 @@ impl Router {
     /// Runs a request whose action needs the cluster. `affinity` keeps one client on one
     /// connection per node, so its commands to that node keep their order. Local and refused
     /// requests are the session's to answer.
-    pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize) -> Reply {
-        let replay_safe = plan.traits.replay_safe();
+    /// `turn` says when a request may be sent a second time, after a redirection or a hold.
+    pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize, turn: Turn) -> Reply {
+        let how = Delivery {
+            affinity,
+            replay_safe: plan.traits.replay_safe(),
+            turn: &turn,
+        };
         let result = match plan.action {
-            Action::Keyed(keys) => self.keyed(req, keys, affinity, replay_safe).await,
+            Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), affinity).await,
-            Action::Split(kind) => self.split(req, kind, affinity, replay_safe).await,
+            Action::Split(kind) => self.split(req, kind, how).await,
             Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
             Action::Local(_) | Action::Reject(_) => {
                 Err(RouteError::UnexpectedReply("a request for the session"))
@@ -110,15 +119,11 @@ impl Router {
         &self,
         req: &Request,
         keys: Keys,
-        affinity: usize,
-        replay_safe: bool,
+        how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
         match split::one_slot(req.args(), keys) {
-            Ok(Some(slot)) => {
-                self.send_to_slot(slot, req.to_resp(), affinity, replay_safe)
-                    .await
-            }
-            Ok(None) => self.any_master(req.to_resp(), affinity).await,
+            Ok(Some(slot)) => self.send_to_slot(slot, req.to_resp(), how).await,
+            Ok(None) => self.any_master(req.to_resp(), how.affinity).await,
             Err(split::CrossSlot) => Err(RouteError::CrossSlot),
         }
     }
@@ -127,21 +132,16 @@ impl Router {
         &self,
         req: &Request,
         kind: SplitKind,
-        affinity: usize,
-        replay_safe: bool,
+        how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
         let parts = match split::split(req.args(), kind) {
-            Split::OneSlot(slot) => {
-                return self
-                    .send_to_slot(slot, req.to_resp(), affinity, replay_safe)
-                    .await;
-            }
+            Split::OneSlot(slot) => return self.send_to_slot(slot, req.to_resp(), how).await,
             Split::Parts(parts) => parts,
         };
         let results = join_all(
             parts
                 .iter()
-                .map(|p| self.send_to_slot(p.slot, p.command.clone(), affinity, replay_safe)),
+                .map(|p| self.send_to_slot(p.slot, p.command.clone(), how)),
         )
         .await;
         merge(kind, &parts, results)
@@ -195,14 +195,14 @@ impl Router {
     /// sent to whichever master serves the slot once the map changes. A request that may already
     /// have run (its connection died after writing it, or it timed out) is sent again only when
     /// it is `replay_safe`; otherwise the client is told the outcome is unknown.
-    pub async fn send_to_slot(
+    async fn send_to_slot(
         &self,
         slot: Slot,
         bytes: Bytes,
-        affinity: usize,
-        replay_safe: bool,
+        how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
-        self.follow(self.follow_for(slot, replay_safe), bytes, affinity, None)
+        let follow = self.follow_for(slot, how.replay_safe);
+        self.follow(follow, bytes, how.affinity, None, how.turn)
             .await
     }
 
@@ -212,24 +212,33 @@ impl Router {
 
     /// Carries out [`Follow`]'s decisions, optionally carrying on from a first attempt already
     /// made (the session's fast path sent the request and got an outcome that needs the router).
+    /// Every attempt but the first waits for the request's `turn`.
     pub(super) async fn follow(
         &self,
         mut follow: Follow,
         bytes: Bytes,
         affinity: usize,
         mut first: Option<(Arc<Node>, Result<Reply, BackendError>)>,
+        turn: &Turn,
     ) -> Result<Reply, RouteError> {
         let mut held_since: Option<Instant> = None;
+        let mut sent_before = first.is_some();
         loop {
             let next = match first.take() {
                 Some((node, sent)) => self.settle(&mut follow, &node, sent),
-                None => match self.target(&mut follow) {
-                    Some((node, asking)) => {
-                        let sent = send_once(&node, &bytes, asking, affinity).await;
-                        self.settle(&mut follow, &node, sent)
+                None => {
+                    if sent_before {
+                        turn.wait().await;
                     }
-                    None => follow.unserved(),
-                },
+                    sent_before = true;
+                    match self.target(&mut follow) {
+                        Some((node, asking)) => {
+                            let sent = send_once(&node, &bytes, asking, affinity).await;
+                            self.settle(&mut follow, &node, sent)
+                        }
+                        None => follow.unserved(),
+                    }
+                }
             };
             match next {
                 Next::Done(result) => return result,
@@ -245,7 +254,7 @@ impl Router {
                 }
                 Next::Ask { .. } => self.metrics.redirections_ask.inc(),
                 Next::TryAgain(backoff) => {
-                    self.pool.health().disrupted();
+                    self.disruptions.disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
                     self.trigger.request();
                     tokio::time::sleep(backoff).await;
@@ -280,13 +289,13 @@ impl Router {
     /// Counts events after which a request may be sent again, or later than it would have been:
     /// a session compares it between two requests of one client to keep them in order.
     pub fn disruptions(&self) -> u64 {
-        self.pool.health().disruptions()
+        self.disruptions.count()
     }
 
     /// Waits a moment for the slot map to change, unless the request has been held too long.
     async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
         if held_since.is_none() {
-            self.pool.health().disrupted();
+            self.disruptions.disrupted();
         }
         let since = *held_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.settings.hold_timeout {
@@ -299,7 +308,7 @@ impl Router {
     /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.
     fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
         if !self.table.load().already_routes(slot, addr) {
-            self.pool.health().disrupted();
+            self.disruptions.disrupted();
             self.table.rcu(|cur| {
                 if cur.already_routes(slot, addr) {
                     return Arc::clone(cur);
@@ -321,7 +330,7 @@ impl Router {
         }
         let table = RouteTable::build(next.clone(), &self.pool);
         let keep = table.topology.all_nodes();
-        self.pool.health().disrupted();
+        self.disruptions.disrupted();
         self.table.store(Arc::new(table));
         self.pool.retain(&keep);
     }
@@ -337,6 +346,14 @@ impl Router {
         encode_command(args.iter().copied(), &mut b);
         b.freeze()
     }
+}
+
+/// How one request is sent, the same for every part of a split one.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    affinity: usize,
+    replay_safe: bool,
+    turn: &'a Turn,
 }
 
 /// One attempt at `node`; `asking` sends `ASKING` first, in the same write, and skips its `+OK`.

@@ -17,6 +17,7 @@ use crate::backend::{BackendSettings, Health, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Shard, Slot, Topology};
 use crate::command::CommandTable;
 use crate::metrics::Metrics;
+use crate::order::{Disruptions, Turn};
 use crate::protocol::{Limits, Reply, Request, RequestCodec};
 
 /// What a fake node does with one command: reply with these bytes, or drop the connection.
@@ -70,7 +71,8 @@ fn router(metrics: Arc<Metrics>) -> Router {
         reconnect_backoff_max: Duration::from_millis(20),
         limits: Limits::default(),
     });
-    let health = Arc::new(Health::new(Arc::new(|| {})));
+    let disruptions = Arc::new(Disruptions::default());
+    let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
     let pool = Pool::new(
         settings,
         metrics.clone(),
@@ -81,7 +83,7 @@ fn router(metrics: Arc<Metrics>) -> Router {
         max_redirects: 5,
         hold_timeout: Duration::from_millis(300),
     };
-    Router::new(pool, RefreshTrigger::default(), route, metrics)
+    Router::new(pool, RefreshTrigger::default(), route, metrics, disruptions)
 }
 
 /// A map in which `owner` serves every slot.
@@ -102,7 +104,7 @@ fn request(words: &[&str]) -> Request {
 async fn run(router: &Router, words: &[&str]) -> Reply {
     let req = request(words);
     let plan = CommandTable::builtin().classify(&req);
-    router.execute(&req, plan, 0).await
+    router.execute(&req, plan, 0, Turn::now()).await
 }
 
 /// A script that answers every command with `reply`.
