@@ -15,7 +15,7 @@ use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, Topolog
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::frontend::{self, Frontend, SessionSettings, Shard};
+use crate::frontend::{self, Frontend, SessionSettings, Worker};
 use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
@@ -54,19 +54,49 @@ fn reply_limits(client: Limits) -> Limits {
 
 /// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves.
 ///
-/// The data path runs on `workers` shard threads (one per core by default), each a
-/// single-threaded runtime with its own router and backend connections; the caller's runtime
-/// only accepts clients, refreshes the slot map and serves metrics.
+/// The data path runs on `workers` threads (one per core by default), each a single-threaded
+/// runtime with its own router and backend connections; the caller's runtime only accepts
+/// clients, refreshes the slot map and serves metrics.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let limits = limits(&config);
     let metrics = Arc::new(Metrics::new());
-    let b = &config.backend;
     let trigger = RefreshTrigger::default();
+    let stop = CancellationToken::new();
+    // However `run` ends, even by being dropped, the worker threads end with it.
+    let _stop_workers = stop.clone().drop_guard();
+    let (runtimes, mut stopped) = start_workers(worker_count(config.workers), &stop).await?;
+    let routers = routers(&config, &runtimes, &trigger, &metrics);
+    let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
+    spawn_background(&config, all, trigger, metrics_listener, &metrics, &stop);
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let first = Frontend::new(routers[0].clone(), metrics, session_settings(&config, port));
+    let workers: Vec<Arc<Worker>> = runtimes
+        .into_iter()
+        .zip(routers)
+        .map(|(rt, router)| Arc::new(Worker::new(rt, Arc::new(first.sibling(router)))))
+        .collect();
+    tracing::info!(listen = %config.listen, port, workers = workers.len(), "slotgate serving");
+    frontend::serve(listener, workers, config.max_clients, shutdown).await;
+    stop.cancel();
+    // Every worker thread drops its sender after its runtime, and with it every session and
+    // backend connection, is gone.
+    let _ = stopped.recv().await;
+    Ok(())
+}
+
+/// One router per worker runtime, each with its own backend connections; they share the refresh
+/// trigger, the metrics and the disruption count.
+fn routers(
+    config: &Config,
+    runtimes: &[Handle],
+    trigger: &RefreshTrigger,
+    metrics: &Arc<Metrics>,
+) -> Vec<Arc<Router>> {
+    let b = &config.backend;
     let on_failure = trigger.clone();
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(
@@ -80,17 +110,13 @@ pub async fn run(
         op_timeout: b.op_timeout(),
         reconnect_backoff_min: b.reconnect_backoff_min(),
         reconnect_backoff_max: b.reconnect_backoff_max(),
-        limits: reply_limits(limits),
+        limits: reply_limits(limits(config)),
     });
     let route = RouteSettings {
         max_redirects: config.topology.max_redirects,
         hold_timeout: b.hold_timeout(),
     };
-    let stop = CancellationToken::new();
-    // However `run` ends, even by being dropped, the shard threads end with it.
-    let _stop_shards = stop.clone().drop_guard();
-    let (runtimes, mut stopped) = start_shards(shard_count(config.workers), &stop).await?;
-    let routers: Vec<Arc<Router>> = runtimes
+    runtimes
         .iter()
         .map(|rt| {
             let pool = Pool::new(backend.clone(), metrics.clone(), health.clone(), rt.clone());
@@ -102,15 +128,26 @@ pub async fn run(
                 disruptions.clone(),
             ))
         })
-        .collect();
-    let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
+        .collect()
+}
+
+/// The slot-map refresher, the command learner and the metrics endpoint, on the caller's runtime.
+fn spawn_background(
+    config: &Config,
+    all: Arc<Routers>,
+    trigger: RefreshTrigger,
+    metrics_listener: Option<TcpListener>,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) {
+    let connect_timeout = config.backend.connect_timeout();
     let refresh_settings = RefreshSettings {
         interval: config.topology.refresh_interval(),
         min_interval: config.topology.min_refresh_interval(),
-        connect_timeout: b.connect_timeout(),
+        connect_timeout,
         // A slot map query is small: a node that takes longer than a connect is as good as down.
-        query_timeout: b.connect_timeout(),
-        limits: reply_limits(limits),
+        query_timeout: connect_timeout,
+        limits: reply_limits(limits(config)),
     };
     let seeds: Vec<NodeAddr> = config
         .seeds
@@ -133,33 +170,19 @@ pub async fn run(
             stop.clone().cancelled_owned(),
         ));
     }
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let first = Frontend::new(
-        routers[0].clone(),
-        metrics,
-        SessionSettings {
-            max_pipeline: config.client.max_pipeline,
-            max_clients: config.max_clients,
-            idle_timeout: config.client.idle_timeout(),
-            limits,
-            port,
-        },
-    );
-    let shards: Vec<Arc<Shard>> = runtimes
-        .into_iter()
-        .zip(routers)
-        .map(|(rt, router)| Arc::new(Shard::new(rt, Arc::new(first.sibling(router)))))
-        .collect();
-    tracing::info!(listen = %config.listen, port, workers = shards.len(), "slotgate serving");
-    frontend::serve(listener, shards, config.max_clients, shutdown).await;
-    stop.cancel();
-    // Every shard thread drops its sender after its runtime, and with it every session and
-    // backend connection, is gone.
-    let _ = stopped.recv().await;
-    Ok(())
 }
 
-fn shard_count(workers: usize) -> usize {
+fn session_settings(config: &Config, port: u16) -> SessionSettings {
+    SessionSettings {
+        max_pipeline: config.client.max_pipeline,
+        max_clients: config.max_clients,
+        idle_timeout: config.client.idle_timeout(),
+        limits: limits(config),
+        port,
+    }
+}
+
+fn worker_count(workers: usize) -> usize {
     match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -169,7 +192,7 @@ fn shard_count(workers: usize) -> usize {
 /// Starts `n` threads, each running a single-threaded runtime until `stop` is cancelled. The
 /// receiver yields `None` once all of them have dropped their runtimes. Each runtime is built and
 /// dropped on its own thread: dropping one here, inside the caller's runtime, would panic.
-async fn start_shards(
+async fn start_workers(
     n: usize,
     stop: &CancellationToken,
 ) -> Result<(Vec<Handle>, mpsc::Receiver<()>), AppError> {
@@ -180,7 +203,7 @@ async fn start_shards(
         let stop = stop.clone();
         let done = done.clone();
         std::thread::Builder::new()
-            .name(format!("slotgate-shard-{i}"))
+            .name(format!("slotgate-worker-{i}"))
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -203,7 +226,7 @@ async fn start_shards(
             Ok(Err(e)) => return Err(AppError::Runtime(e)),
             Err(_) => {
                 return Err(AppError::Runtime(std::io::Error::other(
-                    "shard thread ended",
+                    "worker thread ended",
                 )))
             }
         }

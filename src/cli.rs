@@ -25,7 +25,7 @@ pub struct Cli {
     /// Address of the metrics and health endpoint, as ip:port [overrides `metrics_listen`].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// Shard threads serving clients; 0 means one per core [overrides `workers`].
+    /// Worker threads serving clients; 0 means one per core [overrides `workers`].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Log filter such as "info" or "warn,slotgate::route=debug" [overrides `log.level`].

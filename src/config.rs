@@ -73,8 +73,8 @@ pub struct Config {
     /// Address of the HTTP endpoint serving `/metrics`, `/readyz` and `/livez`, as `ip:port`;
     /// `null` turns it off for deployments that scrape nothing.
     pub metrics_listen: Option<String>,
-    /// Shard threads serving clients; 0 means one per core. Each shard is a single-threaded
-    /// runtime with its own backend connections, and a client stays on one shard, so a request
+    /// Worker threads serving clients; 0 means one per core. Each worker is a single-threaded
+    /// runtime with its own backend connections, and a client stays on one worker, so a request
     /// and its reply never wake another thread. One is best for a sidecar on a small machine
     /// it shares with its app.
     pub workers: usize,
@@ -143,7 +143,7 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Pipelined connections each shard (see `workers`) keeps to each node. One is best for
+    /// Pipelined connections each worker (see `workers`) keeps to each node. One is best for
     /// small requests: Redis serves a node's connections on one thread anyway, and one
     /// connection carries the biggest batches, so both slotgate and Redis make the fewest socket
     /// calls. A second hides one connection's head-of-line stall behind a very large value.
@@ -341,8 +341,17 @@ impl Config {
         check_at_least("max_clients", self.max_clients, 1)?;
 
         check_range("client.max_pipeline", self.client.max_pipeline, 1, 65_536)?;
+        self.backend.validate()?;
+        self.topology.validate()?;
+        self.protocol.validate()?;
+        check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
+        Ok(self)
+    }
+}
 
-        let b = &self.backend;
+impl BackendConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let b = self;
         check_range(
             "backend.connections_per_node",
             b.connections_per_node,
@@ -372,8 +381,13 @@ impl Config {
                 ),
             ));
         }
+        Ok(())
+    }
+}
 
-        let t = &self.topology;
+impl TopologyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = self;
         check_at_least("topology.refresh_interval_ms", t.refresh_interval_ms, 1)?;
         if t.min_refresh_interval_ms > t.refresh_interval_ms {
             return Err(invalid(
@@ -384,9 +398,13 @@ impl Config {
                 ),
             ));
         }
-        check_range("topology.max_redirects", t.max_redirects, 1, 16)?;
+        check_range("topology.max_redirects", t.max_redirects, 1, 16)
+    }
+}
 
-        let p = &self.protocol;
+impl ProtocolConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let p = self;
         check_range(
             "protocol.max_bulk_len",
             p.max_bulk_len as u64,
@@ -405,9 +423,7 @@ impl Config {
                 ),
             ));
         }
-
-        check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
-        Ok(self)
+        Ok(())
     }
 }
 

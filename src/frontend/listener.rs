@@ -1,3 +1,6 @@
+//! The accept loop: the one place that admits clients, so the client limit and the spread over
+//! workers are decided once, before a session exists.
+
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,14 +10,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{session, Shard};
+use super::{session, Worker};
 
-/// Accepts clients until `shutdown` resolves and hands each to the shard with the fewest. Past
+/// Accepts clients until `shutdown` resolves and hands each to the worker with the fewest. Past
 /// `max_clients`, a new client gets Redis' own error and is closed, so the limit protects memory
 /// without hanging anyone.
 pub async fn serve(
     listener: TcpListener,
-    shards: Vec<Arc<Shard>>,
+    workers: Vec<Arc<Worker>>,
     max_clients: usize,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -44,19 +47,19 @@ pub async fn serve(
             });
             continue;
         };
-        let Some(shard) = shards.iter().min_by_key(|s| s.clients()) else {
+        let Some(worker) = workers.iter().min_by_key(|s| s.clients()) else {
             return;
         };
-        // The socket leaves this runtime's reactor and joins the shard's.
+        // The socket leaves this runtime's reactor and joins the worker's.
         let stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot hand a client to a shard");
+                tracing::warn!(error = %e, "cannot hand a client to a worker");
                 continue;
             }
         };
-        let seat = Seat::take(shard.clone());
-        shard.rt.spawn(async move {
+        let seat = Seat::take(worker.clone());
+        worker.rt.spawn(async move {
             match TcpStream::from_std(stream) {
                 Ok(stream) => session::run(stream, seat.0.fe.clone()).await,
                 Err(e) => tracing::warn!(error = %e, "cannot register a client"),
@@ -67,13 +70,13 @@ pub async fn serve(
     }
 }
 
-/// A client counted against its shard for as long as its session lives, however it ends.
-struct Seat(Arc<Shard>);
+/// A client counted against its worker for as long as its session lives, however it ends.
+struct Seat(Arc<Worker>);
 
 impl Seat {
-    fn take(shard: Arc<Shard>) -> Seat {
-        shard.clients.fetch_add(1, Ordering::Relaxed);
-        Seat(shard)
+    fn take(worker: Arc<Worker>) -> Seat {
+        worker.clients.fetch_add(1, Ordering::Relaxed);
+        Seat(worker)
     }
 }
 

@@ -29,17 +29,17 @@ pub struct SessionSettings {
 
 /// Where a client's session runs: one thread's runtime, holding that thread's router and backend
 /// connections, so a request, its backend round trip and its reply are handled by one thread and
-/// never wake another. Each shard has its own copy of the slot map; on the request path shards
+/// never wake another. Each worker has its own copy of the slot map; on the request path workers
 /// share only the disruption count (read per request, written on rare events) and the metrics.
-pub struct Shard {
+pub struct Worker {
     rt: tokio::runtime::Handle,
     fe: Arc<Frontend>,
     clients: AtomicUsize,
 }
 
-impl Shard {
-    pub fn new(rt: tokio::runtime::Handle, fe: Arc<Frontend>) -> Shard {
-        Shard {
+impl Worker {
+    pub fn new(rt: tokio::runtime::Handle, fe: Arc<Frontend>) -> Worker {
+        Worker {
             rt,
             fe,
             clients: AtomicUsize::new(0),
@@ -51,19 +51,19 @@ impl Shard {
     }
 }
 
-/// What every session of one shard shares.
+/// What every session of one worker shares.
 pub struct Frontend {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
     pub settings: SessionSettings,
     totals: Arc<Totals>,
-    /// Numbers this shard's clients in arrival order, to spread them over backend connections
-    /// and masters. Not the client id: clients reach shards in rotation, so one shard's ids
+    /// Numbers this worker's clients in arrival order, to spread them over backend connections
+    /// and masters. Not the client id: clients reach workers in rotation, so one worker's ids
     /// share a residue and would all pick the same connection.
     next_affinity: AtomicUsize,
 }
 
-/// Figures the whole proxy reports as one server, whichever shard a client landed on.
+/// Figures the whole proxy reports as one server, whichever worker a client landed on.
 struct Totals {
     started: Instant,
     next_client_id: AtomicU64,
@@ -83,7 +83,7 @@ impl Frontend {
         }
     }
 
-    /// The frontend of another shard: its own router, the same client ids and totals.
+    /// The frontend of another worker: its own router, the same client ids and totals.
     pub fn sibling(&self, router: Arc<Router>) -> Frontend {
         Frontend {
             router,

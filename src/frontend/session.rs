@@ -54,50 +54,15 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         tokio::select! {
             biased;
             Some(reply) = session.inflight.next(), if !session.inflight.is_empty() => {
-                session.count(&reply);
-                if push(&mut wr, &mut out, reply).await.is_err() {
+                if session.write_replies(reply, &mut wr, &mut out).await.is_err() {
                     break;
-                }
-                // Gather every reply that is already done, then write them with one syscall.
-                while let Some(Some(reply)) = session.inflight.next().now_or_never() {
-                    session.count(&reply);
-                    if push(&mut wr, &mut out, reply).await.is_err() {
-                        break;
-                    }
-                }
-                session.publish_counts();
-                if !out.is_empty() && wr.write_all(&out).await.is_err() {
-                    break;
-                }
-                out.clear();
-                if session.inflight.is_empty() {
-                    if let Some(req) = session.parked.take() {
-                        session.dispatch(req);
-                    }
                 }
             }
             next = requests.next(), if session.reading && session.inflight.len() < max_pipeline && session.parked.is_none() => {
-                match next {
-                    Some(Ok(req)) => {
-                        if let Some(d) = idle {
-                            idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
-                        }
-                        // Checked here, not in the branch's condition: select! evaluates that once,
-                        // and a disruption may come while this branch waits for the client.
-                        match session.in_step() {
-                            true => session.dispatch(req),
-                            false => session.parked = Some(req),
-                        }
-                    }
-                    Some(Err(ProtocolError::Io(_))) | None => session.reading = false,
-                    Some(Err(e)) => {
-                        // As Redis does: answer what came before, report the error, close.
-                        fe.metrics.protocol_errors_total.inc();
-                        tracing::debug!(client = id, error = %e, "protocol error");
-                        session.ready(Reply::error_line(&format!("ERR {e}")));
-                        session.reading = false;
-                    }
+                if let (Some(Ok(_)), Some(d)) = (&next, idle) {
+                    idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                 }
+                session.read(next);
             }
             () = &mut idle_sleep, if idle.is_some() && session.inflight.is_empty() => break,
             else => break,
@@ -138,12 +103,60 @@ struct Session {
 }
 
 impl Session {
+    /// Writes `first` and every reply already done after it with one syscall, then dispatches a
+    /// parked request if nothing is in flight any more.
+    async fn write_replies(
+        &mut self,
+        first: Reply,
+        wr: &mut OwnedWriteHalf,
+        out: &mut BytesMut,
+    ) -> std::io::Result<()> {
+        let mut next = Some(first);
+        while let Some(reply) = next {
+            self.count(&reply);
+            push(wr, out, reply).await?;
+            next = self.inflight.next().now_or_never().flatten();
+        }
+        self.publish_counts();
+        if !out.is_empty() {
+            wr.write_all(out).await?;
+        }
+        out.clear();
+        if self.inflight.is_empty() {
+            if let Some(req) = self.parked.take() {
+                self.dispatch(req);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes what the client sent next: a request, the end of its input, or bytes that are not
+    /// RESP.
+    fn read(&mut self, next: Option<Result<Request, ProtocolError>>) {
+        match next {
+            // Checked here, not in the select branch's condition: select! evaluates that once,
+            // and a disruption may come while the branch waits for the client.
+            Some(Ok(req)) => match self.in_step() {
+                true => self.dispatch(req),
+                false => self.parked = Some(req),
+            },
+            Some(Err(ProtocolError::Io(_))) | None => self.reading = false,
+            Some(Err(e)) => {
+                // As Redis does: answer what came before, report the error, close.
+                self.fe.metrics.protocol_errors_total.inc();
+                tracing::debug!(client = self.client.id, error = %e, "protocol error");
+                self.ready(Reply::error_line(&format!("ERR {e}")));
+                self.reading = false;
+            }
+        }
+    }
+
     fn ready(&mut self, reply: Reply) {
         self.inflight.ready(reply);
     }
 
     /// Counted here and published once per written batch: the shared counters are touched by
-    /// every shard's thread, and one update per pipelined batch keeps them off the request path.
+    /// every worker's thread, and one update per pipelined batch keeps them off the request path.
     fn count(&mut self, reply: &Reply) {
         match reply.error() {
             Some(_) => self.answered.1 += 1,

@@ -1,4 +1,4 @@
-//! The routers of all shards, seen as one by the slot-map refresher and the command learner.
+//! The routers of all workers, seen as one by the slot-map refresher and the command learner.
 
 use std::sync::Arc;
 
@@ -13,13 +13,13 @@ pub struct Routers {
 }
 
 impl Routers {
-    /// `routers` must not be empty: the proxy runs at least one shard.
+    /// `routers` must not be empty: the proxy runs at least one worker.
     pub fn new(routers: Vec<Arc<Router>>, metrics: Arc<Metrics>) -> Routers {
         assert!(!routers.is_empty(), "at least one router");
         Routers { routers, metrics }
     }
 
-    /// Every shard can serve any key.
+    /// Every worker can serve any key.
     pub fn is_ready(&self) -> bool {
         self.routers.iter().all(|r| r.is_ready())
     }
@@ -33,9 +33,9 @@ impl Routers {
 }
 
 impl TopologySink for Routers {
-    /// The first shard's map stands for all when the refresher compares and merges epochs. Every
-    /// refresh is offered to each shard, so a shard whose map differs (it learnt of a move from
-    /// its own MOVED, or missed one another shard learnt) is set right by the next refresh.
+    /// The first worker's map stands for all when the refresher compares and merges epochs. Every
+    /// refresh is offered to each worker, so a worker whose map differs (it learnt of a move from
+    /// its own MOVED, or missed one another worker learnt) is set right by the next refresh.
     fn current(&self) -> Arc<Topology> {
         self.routers[0].topology()
     }

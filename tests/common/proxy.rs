@@ -53,7 +53,7 @@ impl Proxy {
                 .await
                 .expect("proxy runs");
             });
-            // Sessions and backend connections ended with their shard threads before `run`
+            // Sessions and backend connections ended with their worker threads before `run`
             // returned; what is left here (refresher, metrics server) goes with the runtime.
             rt.shutdown_timeout(Duration::from_secs(1));
         });
