@@ -247,8 +247,7 @@ fn bench(opts: &Options) -> Result<(), String> {
         meta.loadavg_end
     );
     let json_path = target_dir.join("bench-load.json");
-    std::fs::write(&json_path, json::json(&meta, &rows))
-        .map_err(|e| format!("{}: {e}", json_path.display()))?;
+    common::json::write(&json_path, &json::Report::new(&meta, &rows))?;
     println!(
         "wrote {}; total {:.0} s",
         json_path.display(),
