@@ -18,6 +18,8 @@ pub struct Meta {
     pub rounds: usize,
     pub warmup_secs: f64,
     pub measure_secs: f64,
+    /// The older binary of an A/B run, as given in SLOTGATE_BENCH_BASELINE.
+    pub baseline: Option<String>,
     pub loadavg_start: String,
     pub loadavg_end: String,
     pub elapsed_secs: f64,
@@ -27,7 +29,7 @@ pub struct Meta {
 pub struct Report<'a> {
     commit: &'a str,
     machine: Machine<'a>,
-    settings: Settings,
+    settings: Settings<'a>,
     elapsed_secs: f64,
     workloads: Vec<WorkloadJson<'a>>,
 }
@@ -42,12 +44,15 @@ struct Machine<'a> {
     loadavg_end: &'a str,
 }
 
+/// The A/B fields are left out without a baseline, so such a file reads as before.
 #[derive(Serialize)]
-struct Settings {
+struct Settings<'a> {
     quick: bool,
     rounds: usize,
     warmup_secs: f64,
     measure_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -60,9 +65,21 @@ struct WorkloadJson<'a> {
     value_bytes: usize,
     ratio: f64,
     median_round_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_baseline: Option<VsBaseline>,
     goal: GoalJson,
     direct: SideJson<'a>,
     slotgate: SideJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<SideJson<'a>>,
+}
+
+/// slotgate's throughput over the baseline's, as `ratio` and `median_round_ratio` are over
+/// direct access's.
+#[derive(Serialize)]
+struct VsBaseline {
+    ratio: f64,
+    median_round_ratio: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +134,7 @@ impl<'a> Report<'a> {
                 rounds: meta.rounds,
                 warmup_secs: r3(meta.warmup_secs),
                 measure_secs: r3(meta.measure_secs),
+                baseline: meta.baseline.as_deref(),
             },
             elapsed_secs: r3(meta.elapsed_secs),
             workloads: rows
@@ -139,6 +157,10 @@ impl<'a> WorkloadJson<'a> {
             value_bytes: w.keys.value_len(),
             ratio: r3(r.ratio()),
             median_round_ratio: r.median_ratio().map(r3),
+            vs_baseline: r.baseline_ratio().map(|ratio| VsBaseline {
+                ratio: r3(ratio),
+                median_round_ratio: r.median_baseline_ratio().map(r3),
+            }),
             goal: GoalJson {
                 min_ratio: w.goal.min_ratio.map(r3),
                 max_cpu_us_per_req: w.goal.max_cpu_us.map(r3),
@@ -146,6 +168,7 @@ impl<'a> WorkloadJson<'a> {
             },
             direct: SideJson::new(&r.direct, clk_tck),
             slotgate: SideJson::new(&r.slotgate, clk_tck),
+            baseline: (r.baseline.as_ref()).map(|b| SideJson::new(b, clk_tck)),
         }
     }
 }
