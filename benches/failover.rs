@@ -129,8 +129,7 @@ fn bench(opts: &Options) -> Result<(), String> {
         loadavg_end,
         elapsed_secs: elapsed,
     };
-    std::fs::write(&json_path, json::json(opts, &meta, &rounds))
-        .map_err(|e| format!("{}: {e}", json_path.display()))?;
+    common::json::write(&json_path, &json::Report::new(opts, &meta, &rounds))?;
     println!("wrote {}; total {elapsed:.0} s", json_path.display());
     Ok(())
 }

@@ -5,7 +5,7 @@
 #   scripts/bench-load.sh [--quick] [--rounds N] [--secs S] [--only NAME,...]
 #
 #   --quick      1 round of 1 s per target and workload: a smoke test of about a minute.
-#   --rounds N   rounds per workload, each running direct and slotgate once (default 3).
+#   --rounds N   rounds per workload, each running every target once (default 3).
 #   --secs S     measured seconds per run (default 4).
 #   --only LIST  only these workloads, e.g. --only get-p1,mget-10.
 #
@@ -13,7 +13,26 @@
 # slotgate's CPU per request, memory and backend connections) and writes the same figures to
 # target/bench-load.json (or under $CARGO_TARGET_DIR). Numbers from a machine that is busy with
 # other work are noisy; compare the ratios, which are measured under the same noise.
+#
+# SLOTGATE_BENCH_CONFIG=FILE runs slotgate with that config file.
+#
+# An A/B run compares a change with an older slotgate binary in one interleaved run:
+#
+#   cp target/release/slotgate /tmp/slotgate-baseline     # built at the old commit
+#   SLOTGATE_BENCH_BASELINE=/tmp/slotgate-baseline scripts/bench-load.sh --rounds 4
+#
+# Every round of every workload then runs a third target, "baseline" (that binary, with the same
+# config and flags), beside direct and slotgate, so both binaries meet the same noise. A second
+# table gives both binaries' req/s, p99, CPU per request and RSS and the ratio slotgate/baseline
+# (total and median round); the JSON adds settings.baseline and, per workload, "baseline" and
+# "vs_baseline". Copy the old binary out of target/ first: this script rebuilds
+# target/release/slotgate from the working tree before it runs.
 set -euo pipefail
+
+# A relative path names a file from where the script was started, not from the cd below.
+if [ -n "${SLOTGATE_BENCH_BASELINE:-}" ] && [[ "$SLOTGATE_BENCH_BASELINE" != /* ]]; then
+    export SLOTGATE_BENCH_BASELINE="$PWD/$SLOTGATE_BENCH_BASELINE"
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

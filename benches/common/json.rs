@@ -1,38 +1,19 @@
-//! Pieces of hand-written JSON, to keep serde_json out of the dependencies.
+//! What the JSON reports share: rounded figures, and writing the file.
 
-use std::fmt::Write as _;
+use std::path::Path;
 
-/// A JSON string literal.
-pub fn quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+use serde::Serialize;
+
+/// `v` to `decimals` places, so a figure reads 10.099 rather than 10.099213483146068. NaN and
+/// infinities stay as they are, and serde_json writes them as `null`.
+pub fn round(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
 }
 
-/// A number with at most three decimals and no trailing zeros; `null` if not finite.
-pub fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    } else {
-        "null".into()
-    }
-}
-
-/// [`num`], or `null` for `None`.
-pub fn onum(v: Option<f64>) -> String {
-    v.map_or_else(|| "null".into(), num)
+/// Writes `report` as indented JSON with a final newline.
+pub fn write(path: &Path, report: &impl Serialize) -> Result<(), String> {
+    let mut text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

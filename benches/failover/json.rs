@@ -1,10 +1,13 @@
-//! The same figures as the table, written to target/bench-failover.json.
+//! The same figures as the table: the shape of target/bench-failover.json. Scripts read it by
+//! these field names, so they stay put.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 
-use crate::common::json::quote;
+use serde::Serialize;
+
+use crate::common::json::round;
 use crate::options::Options;
-use crate::report::{Lat, RoundReport};
+use crate::report::{Lat, RoundReport, ShardErrors};
 use crate::{MASTERS, REPLICAS_PER_MASTER};
 
 /// The machine and the run, as far as the numbers depend on them.
@@ -17,93 +20,128 @@ pub struct Meta {
     pub elapsed_secs: f64,
 }
 
-pub fn json(opts: &Options, meta: &Meta, rounds: &[RoundReport]) -> String {
-    let lat = |l: &Lat| {
-        format!(
-            "{{\"count\": {}, \"p50_us\": {}, \"p99_us\": {}, \"max_us\": {}}}",
-            l.count, l.p50, l.p99, l.max
-        )
-    };
-    let opt = |v: Option<i64>| v.map_or("null".to_owned(), |v| v.to_string());
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        "{{\n  \"nproc\": {},\n  \"cpu\": {},\n  \"redis\": {},\n  \"loadavg_start\": {},\n  \
-         \"loadavg_end\": {},\n  \"elapsed_secs\": {:.1},\n  \"masters\": {MASTERS},\n  \
-         \"replicas_per_master\": {REPLICAS_PER_MASTER},\n  \"node_timeout_ms\": {},\n  \
-         \"clients\": {},\n  \"rate\": {},\n  \"warmup_secs\": {},\n  \"after_secs\": {},\n  \
-         \"hold_timeout_ms\": {},\n  \"rounds\": [",
-        meta.nproc,
-        quote(&meta.cpu),
-        quote(&meta.redis),
-        quote(&meta.loadavg_start),
-        quote(&meta.loadavg_end),
-        meta.elapsed_secs,
-        opts.node_timeout_ms,
-        opts.clients,
-        opts.rate,
-        opts.warmup.as_secs_f64(),
-        opts.after.as_secs_f64(),
-        opts.hold_timeout_ms
-    );
-    for (i, r) in rounds.iter().enumerate() {
-        let shards: Vec<String> = r
-            .shards
-            .iter()
-            .map(|s| {
-                let texts: Vec<String> = s
-                    .texts
-                    .iter()
-                    .map(|(t, c)| format!("{{\"text\": {}, \"count\": {c}}}", quote(t)))
-                    .collect();
-                format!(
-                    "{{\"port\": {}, \"killed\": {}, \"requests\": {}, \"errors\": {}, \
-                     \"error_texts\": [{}]}}",
-                    s.port,
-                    s.port == r.victim,
-                    s.requests,
-                    s.errors,
-                    texts.join(", ")
-                )
-            })
-            .collect();
-        let metrics: Vec<String> = r
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{}: {v}", quote(k)))
-            .collect();
-        let _ = write!(
-            out,
-            "{}\n    {{\"round\": {}, \"killed_master\": {}, \"promoted_replica\": {}, \
-             \"requests\": {}, \"load_secs\": {:.3}, \"errors\": {}, \"errors_before_kill\": {}, \
-             \"kill_to_promotion_ms\": {}, \"promotion_to_first_success_ms\": {}, \
-             \"kill_to_last_error_ms\": {},\n     \"other_shards_before_kill\": {},\n     \
-             \"other_shards_in_window\": {}, \"other_slowest_sent_from_kill_ms\": {},\n     \
-             \"other_shards_in_window_corrected\": {},\n     \
-             \"held_on_killed_shard\": {}, \"held_on_killed_shard_corrected\": {},\n     \
-             \"held_errors\": {},\n     \"shards\": [{}],\n     \"slotgate_metrics\": {{{}}}}}",
-            if i == 0 { "" } else { "," },
-            r.n,
-            r.victim,
-            r.replica,
-            r.requests,
-            r.load_secs,
-            r.errors_total(),
-            r.errors_before_kill,
-            r.kill_to_promotion_ms(),
-            opt(r.promotion_to_success_ms()),
-            opt(r.kill_to_last_error_ms()),
-            lat(&r.baseline_others),
-            lat(&r.window_others),
-            opt(r.slowest_other_sent_ms),
-            lat(&r.window_others_corrected),
-            lat(&r.held),
-            lat(&r.held_corrected),
-            r.held_errors,
-            shards.join(", "),
-            metrics.join(", ")
-        );
+#[derive(Serialize)]
+pub struct Report<'a> {
+    nproc: usize,
+    cpu: &'a str,
+    redis: &'a str,
+    loadavg_start: &'a str,
+    loadavg_end: &'a str,
+    elapsed_secs: f64,
+    masters: usize,
+    replicas_per_master: usize,
+    node_timeout_ms: u64,
+    clients: usize,
+    rate: f64,
+    warmup_secs: f64,
+    after_secs: f64,
+    hold_timeout_ms: u64,
+    rounds: Vec<RoundJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RoundJson<'a> {
+    round: usize,
+    killed_master: u16,
+    promoted_replica: u16,
+    requests: u64,
+    load_secs: f64,
+    errors: u64,
+    errors_before_kill: u64,
+    kill_to_promotion_ms: i64,
+    promotion_to_first_success_ms: Option<i64>,
+    kill_to_last_error_ms: Option<i64>,
+    other_shards_before_kill: Lat,
+    other_shards_in_window: Lat,
+    other_slowest_sent_from_kill_ms: Option<i64>,
+    other_shards_in_window_corrected: Lat,
+    held_on_killed_shard: Lat,
+    held_on_killed_shard_corrected: Lat,
+    held_errors: u64,
+    shards: Vec<ShardJson<'a>>,
+    slotgate_metrics: &'a BTreeMap<String, f64>,
+}
+
+#[derive(Serialize)]
+struct ShardJson<'a> {
+    port: u16,
+    killed: bool,
+    requests: u64,
+    errors: u64,
+    error_texts: Vec<ErrorText<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErrorText<'a> {
+    text: &'a str,
+    count: u64,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(opts: &Options, meta: &'a Meta, rounds: &'a [RoundReport]) -> Report<'a> {
+        Report {
+            nproc: meta.nproc,
+            cpu: &meta.cpu,
+            redis: &meta.redis,
+            loadavg_start: &meta.loadavg_start,
+            loadavg_end: &meta.loadavg_end,
+            elapsed_secs: round(meta.elapsed_secs, 1),
+            masters: MASTERS,
+            replicas_per_master: REPLICAS_PER_MASTER,
+            node_timeout_ms: opts.node_timeout_ms,
+            clients: opts.clients,
+            rate: opts.rate,
+            warmup_secs: opts.warmup.as_secs_f64(),
+            after_secs: opts.after.as_secs_f64(),
+            hold_timeout_ms: opts.hold_timeout_ms,
+            rounds: rounds.iter().map(RoundJson::new).collect(),
+        }
     }
-    out.push_str("\n  ]\n}\n");
-    out
+}
+
+impl<'a> RoundJson<'a> {
+    fn new(r: &'a RoundReport) -> RoundJson<'a> {
+        RoundJson {
+            round: r.n,
+            killed_master: r.victim,
+            promoted_replica: r.replica,
+            requests: r.requests,
+            load_secs: round(r.load_secs, 3),
+            errors: r.errors_total(),
+            errors_before_kill: r.errors_before_kill,
+            kill_to_promotion_ms: r.kill_to_promotion_ms(),
+            promotion_to_first_success_ms: r.promotion_to_success_ms(),
+            kill_to_last_error_ms: r.kill_to_last_error_ms(),
+            other_shards_before_kill: r.baseline_others,
+            other_shards_in_window: r.window_others,
+            other_slowest_sent_from_kill_ms: r.slowest_other_sent_ms,
+            other_shards_in_window_corrected: r.window_others_corrected,
+            held_on_killed_shard: r.held,
+            held_on_killed_shard_corrected: r.held_corrected,
+            held_errors: r.held_errors,
+            shards: r
+                .shards
+                .iter()
+                .map(|s| ShardJson::new(s, r.victim))
+                .collect(),
+            slotgate_metrics: &r.metrics,
+        }
+    }
+}
+
+impl<'a> ShardJson<'a> {
+    fn new(s: &'a ShardErrors, victim: u16) -> ShardJson<'a> {
+        ShardJson {
+            port: s.port,
+            killed: s.port == victim,
+            requests: s.requests,
+            errors: s.errors,
+            error_texts: (s.texts.iter())
+                .map(|(text, count)| ErrorText {
+                    text,
+                    count: *count,
+                })
+                .collect(),
+        }
+    }
 }

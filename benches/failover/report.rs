@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use crate::load::{LoadResult, Sample};
 use crate::STALE_REPLY_GRACE_US;
@@ -13,12 +14,15 @@ const BASELINE_SKIP_US: u64 = 1_000_000;
 /// Hour-long latencies would mean a hung run; anything up to that is recorded exactly enough.
 const HIST_MAX_US: u64 = 3_600_000_000;
 
-/// p50, p99 and max of some latencies, in µs.
-#[derive(Clone, Copy, Default)]
+/// p50, p99 and max of some latencies, in µs; written to the JSON as it is.
+#[derive(Clone, Copy, Default, Serialize)]
 pub struct Lat {
     pub count: u64,
+    #[serde(rename = "p50_us")]
     pub p50: u64,
+    #[serde(rename = "p99_us")]
     pub p99: u64,
+    #[serde(rename = "max_us")]
     pub max: u64,
 }
 

@@ -1,8 +1,9 @@
-//! The run's figures as JSON, hand-written to keep serde_json out of the dependencies.
+//! The run's figures as JSON: the shape of target/bench-load.json. Scripts read it by these
+//! field names, so they stay put.
 
-use std::fmt::Write as _;
+use serde::Serialize;
 
-use crate::common::json::{num, onum, quote};
+use crate::common::json::round;
 use crate::common::proc::Ticks;
 use crate::report::{Row, Side, MIB};
 
@@ -17,101 +18,185 @@ pub struct Meta {
     pub rounds: usize,
     pub warmup_secs: f64,
     pub measure_secs: f64,
+    /// The older binary of an A/B run, as given in SLOTGATE_BENCH_BASELINE.
+    pub baseline: Option<String>,
     pub loadavg_start: String,
     pub loadavg_end: String,
     pub elapsed_secs: f64,
 }
 
-pub fn json(meta: &Meta, rows: &[Row]) -> String {
-    let mut o = String::from("{\n");
-    let _ = writeln!(o, "  \"commit\": {},", quote(&meta.commit));
-    let _ = writeln!(
-        o,
-        "  \"machine\": {{\"nproc\": {}, \"cpu_model\": {}, \"redis\": {}, \"clk_tck\": {}, \
-         \"loadavg_start\": {}, \"loadavg_end\": {}}},",
-        meta.nproc,
-        quote(&meta.cpu_model),
-        quote(&meta.redis),
-        meta.clk_tck,
-        quote(&meta.loadavg_start),
-        quote(&meta.loadavg_end)
-    );
-    let _ = writeln!(
-        o,
-        "  \"settings\": {{\"quick\": {}, \"rounds\": {}, \"warmup_secs\": {}, \"measure_secs\": {}}},",
-        meta.quick,
-        meta.rounds,
-        num(meta.warmup_secs),
-        num(meta.measure_secs)
-    );
-    let _ = writeln!(o, "  \"elapsed_secs\": {},", num(meta.elapsed_secs));
-    o.push_str("  \"workloads\": [\n");
-    for (i, r) in rows.iter().enumerate() {
-        let w = &r.w;
-        let _ = writeln!(
-            o,
-            "    {{\"name\": {}, \"op\": {}, \"clients\": {}, \"pipeline\": {}, \
-             \"idle_connections\": {}, \"value_bytes\": {}, \"ratio\": {}, \"median_round_ratio\": {},",
-            quote(w.name),
-            quote(w.op.name()),
-            w.clients,
-            w.pipeline,
-            w.idle,
-            w.keys.value_len(),
-            num(r.ratio()),
-            onum(r.median_ratio())
-        );
-        let _ = writeln!(
-            o,
-            "     \"goal\": {{\"min_ratio\": {}, \"max_cpu_us_per_req\": {}, \"max_rss_mib\": {}}},",
-            onum(w.goal.min_ratio),
-            onum(w.goal.max_cpu_us),
-            num(w.goal.max_rss_mib)
-        );
-        let _ = writeln!(
-            o,
-            "     \"direct\": {},",
-            side_json(&r.direct, meta.clk_tck)
-        );
-        let _ = write!(
-            o,
-            "     \"slotgate\": {}}}",
-            side_json(&r.slotgate, meta.clk_tck)
-        );
-        o.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
-    }
-    o.push_str("  ]\n}\n");
-    o
+#[derive(Serialize)]
+pub struct Report<'a> {
+    commit: &'a str,
+    machine: Machine<'a>,
+    settings: Settings<'a>,
+    elapsed_secs: f64,
+    workloads: Vec<WorkloadJson<'a>>,
 }
 
-fn side_json(side: &Side, clk_tck: u64) -> String {
-    let rounds: Vec<String> = side.round_rps.iter().map(|&r| num(r)).collect();
-    let kib = |k: Option<u64>| onum(k.map(|k| k as f64 / MIB));
-    format!(
-        "{{\"requests\": {}, \"rps\": {}, \"rounds_rps\": [{}], \"p50_us\": {}, \"p99_us\": {}, \
-         \"p999_us\": {}, \"max_us\": {}, \"errors\": {}, \"first_error\": {}, \
-         \"client_cpu_us_per_req\": {}, \"cpu_us_per_req\": {}, \"cpu_user_us_per_req\": {}, \
-         \"cpu_system_us_per_req\": {}, \"redis_cpu_us_per_req\": {}, \
-         \"redis_cpu_user_us_per_req\": {}, \"vm_rss_mib\": {}, \
-         \"vm_hwm_mib\": {}, \"backend_connections\": {}, \"idle_pings\": {}}}",
-        side.tally.requests,
-        num(side.rps()),
-        rounds.join(", "),
-        num(side.quantile_us(0.5)),
-        num(side.quantile_us(0.99)),
-        num(side.quantile_us(0.999)),
-        num(side.tally.hist.max() as f64 / 1000.0),
-        side.errors(),
-        side.first_error().map_or_else(|| "null".into(), quote),
-        onum(side.cpu_us(side.client_ticks, Ticks::total, clk_tck)),
-        onum(side.cpu_us(side.proxy_ticks, Ticks::total, clk_tck)),
-        onum(side.cpu_us(side.proxy_ticks, |t| t.user, clk_tck)),
-        onum(side.cpu_us(side.proxy_ticks, |t| t.system, clk_tck)),
-        onum(side.cpu_us(side.cluster_ticks, Ticks::total, clk_tck)),
-        onum(side.cpu_us(side.cluster_ticks, |t| t.user, clk_tck)),
-        kib(side.rss_kib),
-        kib(side.hwm_kib),
-        onum(side.backend_conns),
-        side.idle.pings
-    )
+#[derive(Serialize)]
+struct Machine<'a> {
+    nproc: usize,
+    cpu_model: &'a str,
+    redis: &'a str,
+    clk_tck: u64,
+    loadavg_start: &'a str,
+    loadavg_end: &'a str,
+}
+
+/// The A/B fields are left out without a baseline, so such a file reads as before.
+#[derive(Serialize)]
+struct Settings<'a> {
+    quick: bool,
+    rounds: usize,
+    warmup_secs: f64,
+    measure_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WorkloadJson<'a> {
+    name: &'a str,
+    op: &'a str,
+    clients: usize,
+    pipeline: usize,
+    idle_connections: usize,
+    value_bytes: usize,
+    ratio: f64,
+    median_round_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_baseline: Option<VsBaseline>,
+    goal: GoalJson,
+    direct: SideJson<'a>,
+    slotgate: SideJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<SideJson<'a>>,
+}
+
+/// slotgate's throughput over the baseline's, as `ratio` and `median_round_ratio` are over
+/// direct access's.
+#[derive(Serialize)]
+struct VsBaseline {
+    ratio: f64,
+    median_round_ratio: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct GoalJson {
+    min_ratio: Option<f64>,
+    max_cpu_us_per_req: Option<f64>,
+    max_rss_mib: f64,
+}
+
+#[derive(Serialize)]
+struct SideJson<'a> {
+    requests: u64,
+    rps: f64,
+    rounds_rps: Vec<f64>,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    errors: u64,
+    first_error: Option<&'a str>,
+    client_cpu_us_per_req: Option<f64>,
+    cpu_us_per_req: Option<f64>,
+    cpu_user_us_per_req: Option<f64>,
+    cpu_system_us_per_req: Option<f64>,
+    redis_cpu_us_per_req: Option<f64>,
+    redis_cpu_user_us_per_req: Option<f64>,
+    vm_rss_mib: Option<f64>,
+    vm_hwm_mib: Option<f64>,
+    backend_connections: Option<f64>,
+    idle_pings: u64,
+}
+
+/// Three decimals are more than any of these figures can vouch for.
+fn r3(v: f64) -> f64 {
+    round(v, 3)
+}
+
+impl<'a> Report<'a> {
+    pub fn new(meta: &'a Meta, rows: &'a [Row]) -> Report<'a> {
+        Report {
+            commit: &meta.commit,
+            machine: Machine {
+                nproc: meta.nproc,
+                cpu_model: &meta.cpu_model,
+                redis: &meta.redis,
+                clk_tck: meta.clk_tck,
+                loadavg_start: &meta.loadavg_start,
+                loadavg_end: &meta.loadavg_end,
+            },
+            settings: Settings {
+                quick: meta.quick,
+                rounds: meta.rounds,
+                warmup_secs: r3(meta.warmup_secs),
+                measure_secs: r3(meta.measure_secs),
+                baseline: meta.baseline.as_deref(),
+            },
+            elapsed_secs: r3(meta.elapsed_secs),
+            workloads: rows
+                .iter()
+                .map(|r| WorkloadJson::new(r, meta.clk_tck))
+                .collect(),
+        }
+    }
+}
+
+impl<'a> WorkloadJson<'a> {
+    fn new(r: &'a Row, clk_tck: u64) -> WorkloadJson<'a> {
+        let w = &r.w;
+        WorkloadJson {
+            name: w.name,
+            op: w.op.name(),
+            clients: w.clients,
+            pipeline: w.pipeline,
+            idle_connections: w.idle,
+            value_bytes: w.keys.value_len(),
+            ratio: r3(r.ratio()),
+            median_round_ratio: r.median_ratio().map(r3),
+            vs_baseline: r.baseline_ratio().map(|ratio| VsBaseline {
+                ratio: r3(ratio),
+                median_round_ratio: r.median_baseline_ratio().map(r3),
+            }),
+            goal: GoalJson {
+                min_ratio: w.goal.min_ratio.map(r3),
+                max_cpu_us_per_req: w.goal.max_cpu_us.map(r3),
+                max_rss_mib: r3(w.goal.max_rss_mib),
+            },
+            direct: SideJson::new(&r.direct, clk_tck),
+            slotgate: SideJson::new(&r.slotgate, clk_tck),
+            baseline: (r.baseline.as_ref()).map(|b| SideJson::new(b, clk_tck)),
+        }
+    }
+}
+
+impl<'a> SideJson<'a> {
+    fn new(side: &'a Side, clk_tck: u64) -> SideJson<'a> {
+        let cpu = |ticks, part: fn(Ticks) -> u64| side.cpu_us(ticks, part, clk_tck).map(r3);
+        let mib = |k: Option<u64>| k.map(|k| r3(k as f64 / MIB));
+        SideJson {
+            requests: side.tally.requests,
+            rps: r3(side.rps()),
+            rounds_rps: side.round_rps.iter().copied().map(r3).collect(),
+            p50_us: r3(side.quantile_us(0.5)),
+            p99_us: r3(side.quantile_us(0.99)),
+            p999_us: r3(side.quantile_us(0.999)),
+            max_us: r3(side.tally.hist.max() as f64 / 1000.0),
+            errors: side.errors(),
+            first_error: side.first_error(),
+            client_cpu_us_per_req: cpu(side.client_ticks, Ticks::total),
+            cpu_us_per_req: cpu(side.proxy_ticks, Ticks::total),
+            cpu_user_us_per_req: cpu(side.proxy_ticks, |t| t.user),
+            cpu_system_us_per_req: cpu(side.proxy_ticks, |t| t.system),
+            redis_cpu_us_per_req: cpu(side.cluster_ticks, Ticks::total),
+            redis_cpu_user_us_per_req: cpu(side.cluster_ticks, |t| t.user),
+            vm_rss_mib: mib(side.rss_kib),
+            vm_hwm_mib: mib(side.hwm_kib),
+            backend_connections: side.backend_conns.map(r3),
+            idle_pings: side.idle.pings,
+        }
+    }
 }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::common::proc::Ticks;
+use crate::resp::Target;
 use crate::run::{IdleTally, Sample, Tally};
 use crate::workload::Workload;
 
@@ -15,7 +16,7 @@ pub struct Side {
     pub secs: f64,
     pub round_rps: Vec<f64>,
     pub client_ticks: Option<Ticks>,
-    /// slotgate's CPU; `None` on the direct side, which never reads it.
+    /// The proxy's CPU (slotgate or the baseline); `None` on the direct side, which never reads it.
     pub proxy_ticks: Option<Ticks>,
     /// All Redis nodes' CPU, on both sides.
     pub cluster_ticks: Option<Ticks>,
@@ -99,10 +100,45 @@ impl Side {
     }
 }
 
+/// `a`'s throughput over `b`'s; 0 when `b` served nothing.
+fn rps_ratio(a: &Side, b: &Side) -> f64 {
+    let d = b.rps();
+    if d > 0.0 {
+        a.rps() / d
+    } else {
+        0.0
+    }
+}
+
+/// Per-round ratios of `a` over `b`, sorted. A wide spread says the machine, not slotgate, moved
+/// the total; the median then resists one round that a burst of other work hit on one side only.
+fn round_ratios(a: &Side, b: &Side) -> Vec<f64> {
+    let mut ratios: Vec<f64> = (b.round_rps.iter())
+        .zip(&a.round_rps)
+        .filter(|&(d, _)| *d > 0.0)
+        .map(|(d, s)| s / d)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// The median of sorted figures.
+fn median(sorted: &[f64]) -> Option<f64> {
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
+}
+
 pub struct Row {
     pub w: Arc<Workload>,
     pub direct: Side,
     pub slotgate: Side,
+    /// The older binary of an A/B run; `None` until a baseline run is added, so without one
+    /// nothing else changes.
+    pub baseline: Option<Side>,
 }
 
 impl Row {
@@ -111,47 +147,42 @@ impl Row {
             w,
             direct: Side::new(),
             slotgate: Side::new(),
+            baseline: None,
         }
     }
 
-    pub fn add(&mut self, is_slotgate: bool, s: Sample) {
-        let side = if is_slotgate {
-            &mut self.slotgate
-        } else {
-            &mut self.direct
+    pub fn add(&mut self, target: &Target, s: Sample) {
+        let side = match target {
+            Target::Direct(_) => &mut self.direct,
+            Target::Slotgate(_) => &mut self.slotgate,
+            Target::Baseline(_) => self.baseline.get_or_insert_with(Side::new),
         };
         side.add(s);
     }
 
-    pub fn ratio(&self) -> f64 {
-        let d = self.direct.rps();
-        if d > 0.0 {
-            self.slotgate.rps() / d
-        } else {
-            0.0
-        }
+    /// Each target's side by name, the baseline last if there is one.
+    fn sides(&self) -> impl Iterator<Item = (&'static str, &Side)> {
+        [("direct", &self.direct), ("slotgate", &self.slotgate)]
+            .into_iter()
+            .chain(self.baseline.as_ref().map(|b| ("baseline", b)))
     }
 
-    /// Per-round ratios, sorted. A wide spread says the machine, not slotgate, moved the total;
-    /// the median then resists one round that a burst of other work hit on one side only.
-    fn round_ratios(&self) -> Vec<f64> {
-        let mut ratios: Vec<f64> = (self.direct.round_rps.iter())
-            .zip(&self.slotgate.round_rps)
-            .filter(|&(d, _)| *d > 0.0)
-            .map(|(d, s)| s / d)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios
+    /// slotgate over direct.
+    pub fn ratio(&self) -> f64 {
+        rps_ratio(&self.slotgate, &self.direct)
     }
 
     pub fn median_ratio(&self) -> Option<f64> {
-        let r = self.round_ratios();
-        let mid = r.len() / 2;
-        match r.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(r[mid]),
-            _ => Some((r[mid - 1] + r[mid]) / 2.0),
-        }
+        median(&round_ratios(&self.slotgate, &self.direct))
+    }
+
+    /// slotgate over the baseline, in an A/B run.
+    pub fn baseline_ratio(&self) -> Option<f64> {
+        (self.baseline.as_ref()).map(|b| rps_ratio(&self.slotgate, b))
+    }
+
+    pub fn median_baseline_ratio(&self) -> Option<f64> {
+        (self.baseline.as_ref()).and_then(|b| median(&round_ratios(&self.slotgate, b)))
     }
 
     /// "ok" or "MISS" per goal, for the lines under the table.
@@ -163,7 +194,7 @@ impl Row {
             Some(min) => format!("ratio {ratio:.3} >= {min:.2} {}", mark(ratio >= min)),
             None => format!("ratio {ratio:.3} (no goal)"),
         };
-        let rounds = self.round_ratios();
+        let rounds = round_ratios(&self.slotgate, &self.direct);
         if let ([lo, .., hi], Some(median)) = (&rounds[..], self.median_ratio()) {
             let _ = write!(out, " (rounds {lo:.2}-{hi:.2}, median {median:.2})");
         }
@@ -233,6 +264,49 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 
 pub fn table(rows: &[Row], clk_tck: u64) -> String {
     let mut out = String::new();
+    main_table(&mut out, rows, clk_tck);
+    if rows.iter().any(|r| r.baseline.is_some()) {
+        baseline_table(&mut out, rows, clk_tck);
+    }
+    let _ = writeln!(out, "\ngoals for slotgate:");
+    for r in rows {
+        let _ = writeln!(out, "  {:<13} {}", r.w.name, r.verdicts(clk_tck));
+    }
+    cpu_section(
+        &mut out,
+        rows,
+        "bench client CPU µs/req, total (user), direct / slotgate: a client that costs the same \
+         on both targets does not bias the ratio",
+        |s| s.client_ticks,
+        clk_tck,
+    );
+    cpu_section(
+        &mut out,
+        rows,
+        "redis CPU µs/req, all nodes, total (user), direct / slotgate: a yardstick for slotgate's \
+         CPU, since a node answering clients directly pays the same per-request socket costs that \
+         slotgate pays on its client side; through slotgate it should be lower, as slotgate \
+         batches many clients onto few connections",
+        |s| s.cluster_ticks,
+        clk_tck,
+    );
+    for r in rows {
+        for (name, side) in r.sides() {
+            if let Some(e) = side.first_error() {
+                let _ = writeln!(
+                    out,
+                    "ERRORS {} {name}: {} (first: {e})",
+                    r.w.name,
+                    side.errors()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Direct against slotgate, one line per workload.
+fn main_table(out: &mut String, rows: &[Row], clk_tck: u64) {
     let _ = writeln!(
         out,
         "{:<13} {:>5} {:>4} {:>10} {:>10} {:>5}  {:>19} {:>19} {:>7} {:>6} {:>7} {:>7} {:>7} {:>6}",
@@ -282,39 +356,85 @@ pub fn table(rows: &[Row], clk_tck: u64) -> String {
             r.direct.errors() + sg.errors(),
         );
     }
-    let _ = writeln!(out, "\ngoals for slotgate:");
-    for r in rows {
-        let _ = writeln!(out, "  {:<13} {}", r.w.name, r.verdicts(clk_tck));
-    }
-    cpu_section(
-        &mut out,
-        rows,
-        "bench client CPU µs/req, total (user), direct / slotgate: a client that costs the same \
-         on both targets does not bias the ratio",
-        |s| s.client_ticks,
-        clk_tck,
+}
+
+/// A column of the A/B table: heading, unit, and its cell from slotgate's and the baseline's
+/// sides.
+type Column = (
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&Side, &Side) -> String>,
+);
+
+/// What the A/B table shows: the figures a change is judged by, for both binaries side by side.
+fn baseline_columns(clk_tck: u64) -> Vec<Column> {
+    let rps = |s: &Side| format!("{:.0}", s.rps());
+    let p99 = |s: &Side| fmt_us(s.quantile_us(0.99));
+    let cpu = move |s: &Side| opt(s.cpu_us(s.proxy_ticks, Ticks::total, clk_tck), 2);
+    let rss = |s: &Side| opt(s.rss_kib.map(|k| k as f64 / MIB), 1);
+    vec![
+        ("slotgate/s", "", Box::new(move |sg, _| rps(sg))),
+        ("baseline/s", "", Box::new(move |_, b| rps(b))),
+        (
+            "ratio",
+            "sg/base",
+            Box::new(|sg, b| format!("{:.2}", rps_ratio(sg, b))),
+        ),
+        (
+            "median",
+            "round",
+            Box::new(|sg, b| opt(median(&round_ratios(sg, b)), 2)),
+        ),
+        (
+            "rounds",
+            "range",
+            Box::new(|sg, b| range(&round_ratios(sg, b))),
+        ),
+        ("sg p99", "µs", Box::new(move |sg, _| p99(sg))),
+        ("base p99", "µs", Box::new(move |_, b| p99(b))),
+        ("sg CPU", "µs/req", Box::new(move |sg, _| cpu(sg))),
+        ("base CPU", "µs/req", Box::new(move |_, b| cpu(b))),
+        ("sg RSS", "MiB", Box::new(move |sg, _| rss(sg))),
+        ("base RSS", "MiB", Box::new(move |_, b| rss(b))),
+        (
+            "errors",
+            "baseline",
+            Box::new(|_, b| b.errors().to_string()),
+        ),
+    ]
+}
+
+/// slotgate against the baseline binary of an A/B run, one line per workload.
+fn baseline_table(out: &mut String, rows: &[Row], clk_tck: u64) {
+    let cols = baseline_columns(clk_tck);
+    let _ = writeln!(
+        out,
+        "\nA/B: slotgate against the baseline binary (SLOTGATE_BENCH_BASELINE), same config and \
+         flags, in the same rounds"
     );
-    cpu_section(
-        &mut out,
-        rows,
-        "redis CPU µs/req, all nodes, total (user), direct / slotgate: a yardstick for slotgate's \
-         CPU, since a node answering clients directly pays the same per-request socket costs that \
-         slotgate pays on its client side; through slotgate it should be lower, as slotgate \
-         batches many clients onto few connections",
-        |s| s.cluster_ticks,
-        clk_tck,
-    );
+    let mut line = |name: &str, cells: Vec<String>| {
+        let _ = write!(out, "{name:<13}");
+        for cell in cells {
+            let _ = write!(out, " {cell:>10}");
+        }
+        out.push('\n');
+    };
+    line("workload", cols.iter().map(|c| c.0.to_owned()).collect());
+    line("", cols.iter().map(|c| c.1.to_owned()).collect());
     for r in rows {
-        for (name, side) in [("direct", &r.direct), ("slotgate", &r.slotgate)] {
-            if let Some(e) = side.first_error() {
-                let _ = writeln!(
-                    out,
-                    "ERRORS {} {name}: {} (first: {e})",
-                    r.w.name,
-                    side.errors()
-                );
-            }
+        if let Some(b) = &r.baseline {
+            line(
+                r.w.name,
+                cols.iter().map(|c| (c.2)(&r.slotgate, b)).collect(),
+            );
         }
     }
-    out
+}
+
+/// The lowest and highest of sorted per-round ratios; `-` for fewer than two rounds.
+fn range(sorted: &[f64]) -> String {
+    match sorted {
+        [lo, .., hi] => format!("{lo:.2}-{hi:.2}"),
+        _ => "-".into(),
+    }
 }

@@ -178,6 +178,8 @@ impl SlotMap {
 pub enum Target {
     Direct(Arc<SlotMap>),
     Slotgate(SocketAddr),
+    /// An older slotgate binary, to compare this one with in the same run (an A/B run).
+    Baseline(SocketAddr),
 }
 
 impl Target {
@@ -185,6 +187,7 @@ impl Target {
         match self {
             Target::Direct(_) => "direct",
             Target::Slotgate(_) => "slotgate",
+            Target::Baseline(_) => "baseline",
         }
     }
 }
@@ -199,7 +202,7 @@ impl Client {
     pub async fn connect(target: &Target) -> io::Result<Client> {
         let (addrs, map) = match target {
             Target::Direct(map) => (map.masters.clone(), Some(map.clone())),
-            Target::Slotgate(addr) => (vec![*addr], None),
+            Target::Slotgate(addr) | Target::Baseline(addr) => (vec![*addr], None),
         };
         let mut conns = Vec::with_capacity(addrs.len());
         for addr in addrs {

@@ -74,7 +74,7 @@ pub struct Sample {
     pub tally: Tally,
     pub secs: f64,
     pub client_ticks: Option<Ticks>,
-    /// slotgate's CPU over the measured window; only for slotgate runs.
+    /// The proxy's CPU over the measured window; only for slotgate and baseline runs.
     pub proxy_ticks: Option<Ticks>,
     /// Every Redis node's CPU, summed, over the same window: the reference for slotgate's, as
     /// a node too pays the kernel's loopback cost per request, and less of it per request when
@@ -111,9 +111,10 @@ fn cluster_ticks(pids: &[u32]) -> Option<Ticks> {
     })
 }
 
-/// `probe` is given for slotgate runs only: its CPU is read at the edges of the measured window
-/// and its memory and backend connections at the end, while every connection is still open.
-/// `redis_pids` are the cluster's nodes, whose CPU is read at the same edges for both targets.
+/// `probe` is given for proxy runs only (slotgate, baseline): its CPU is read at the edges of the
+/// measured window and its memory and backend connections at the end, while every connection is
+/// still open. `redis_pids` are the cluster's nodes, whose CPU is read at the same edges for every
+/// target.
 pub async fn once(
     w: &Arc<Workload>,
     target: &Target,
