@@ -2,14 +2,13 @@
 //! only the few replies the proxy must understand (errors, redirects, merges) get looked into.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use super::encode::{bulk_len, header_len, put_bulk, put_header, put_integer, put_line};
 use super::error::ProtocolError;
 use super::frame::Frame;
 use super::limits::{reserve_for, Limits, PREALLOC_CAP};
 use super::line::parse_int;
-use super::request::Request;
 use super::scan::{Cursor, Header, Scanner};
 
 /// One complete reply from a backend, kept as the exact bytes it sent (forwarded byte-exact).
@@ -172,17 +171,6 @@ impl Decoder for ReplyCodec {
                 Err(e)
             }
         }
-    }
-}
-
-/// The backend side writes requests, so `Framed<_, ReplyCodec>` is a sink of requests (sent as
-/// the client's own bytes when possible) and a stream of their replies.
-impl Encoder<Request> for ReplyCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, request: Request, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        request.encode(dst);
-        Ok(())
     }
 }
 

@@ -1,5 +1,4 @@
 use super::super::limits::RESERVE_CHUNK;
-use super::super::request::RequestCodec;
 use super::*;
 
 fn reply(s: &[u8]) -> Reply {
@@ -226,17 +225,3 @@ fn parse_requires_exactly_one_frame() {
     ));
 }
 
-#[test]
-fn writes_requests_as_sent() {
-    let mut src = BytesMut::from(&b"*1\r\n$4\r\nping\r\nGET k\r\n"[..]);
-    let mut requests = RequestCodec::new(Limits::default());
-    let mut codec = ReplyCodec::new(Limits::default());
-    let mut dst = BytesMut::new();
-    while let Some(request) = requests.decode(&mut src).unwrap() {
-        codec.encode(request, &mut dst).unwrap();
-    }
-    assert_eq!(
-        &dst[..],
-        b"*1\r\n$4\r\nping\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-    );
-}

@@ -4,9 +4,8 @@
 use std::ops::Range;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
-use super::reply::Reply;
 
 use super::encode::{command_len, encode_command};
 use super::error::ProtocolError;
@@ -240,17 +239,6 @@ impl Decoder for RequestCodec {
             }
         }
         Ok(None)
-    }
-}
-
-/// The client side writes replies, so `Framed<_, RequestCodec>` is a stream of requests and a
-/// sink of replies (`feed` each, one flush per batch).
-impl Encoder<Reply> for RequestCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        dst.extend_from_slice(reply.bytes());
-        Ok(())
     }
 }
 
