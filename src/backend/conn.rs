@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
@@ -135,7 +134,10 @@ async fn supervise(
                 connected_before = true;
                 backoff = s.reconnect_backoff_min;
                 metrics.backend_connections.inc();
-                let end = drive(stream, &mut rx, &s, &health).await;
+                // Owned halves, not `tokio::io::split`: that one takes a lock on every read and
+                // every write.
+                let (rd, wr) = stream.into_split();
+                let end = drive(rd, wr, &mut rx, &s, &health).await;
                 metrics.backend_connections.dec();
                 match end {
                     End::Closed => break,
@@ -212,13 +214,19 @@ enum End {
     Failed(&'static str),
 }
 
-async fn drive(
-    stream: TcpStream,
+/// Generic over the two halves so the loops can be driven over an in-memory pipe in tests;
+/// production instantiates it once, with a TCP stream's owned halves.
+async fn drive<R, W>(
+    rd: R,
+    wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     s: &BackendSettings,
     health: &Health,
-) -> End {
-    let (rd, wr) = stream.into_split();
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     // Bounded by the in-flight limit: the writer waits for room before sending more.
     let (wtx, mut wrx) = mpsc::channel::<Waiter>(s.max_inflight);
     let mut current: Option<Waiter> = None;
@@ -238,8 +246,8 @@ async fn drive(
     end
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     waiters: mpsc::Sender<Waiter>,
 ) -> bool {
@@ -296,8 +304,8 @@ async fn write_loop(
 /// answers PING again. One check per connection, a few times per timeout, instead of a timer per
 /// request: Redis answers a connection's requests in order, so the oldest waiter's wait is the
 /// connection's.
-async fn read_loop(
-    rd: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: R,
     waiters: &mut mpsc::Receiver<Waiter>,
     current: &mut Option<Waiter>,
     s: &BackendSettings,
