@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
@@ -135,7 +134,10 @@ async fn supervise(
                 connected_before = true;
                 backoff = s.reconnect_backoff_min;
                 metrics.backend_connections.inc();
-                let end = drive(stream, &mut rx, &s, &health).await;
+                // Owned halves, not `tokio::io::split`: that one takes a lock on every read and
+                // every write.
+                let (rd, wr) = stream.into_split();
+                let end = drive(rd, wr, &mut rx, &s, &health).await;
                 metrics.backend_connections.dec();
                 match end {
                     End::Closed => break,
@@ -205,6 +207,7 @@ async fn refuse_for(rx: &mut mpsc::Receiver<Pending>, wait: Duration, health: &H
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum End {
     /// Every sender is gone: shut down.
     Closed,
@@ -212,13 +215,19 @@ enum End {
     Failed(&'static str),
 }
 
-async fn drive(
-    stream: TcpStream,
+/// Generic over the two halves so the loops can be driven over an in-memory pipe in tests;
+/// production instantiates it once, with a TCP stream's owned halves.
+async fn drive<R, W>(
+    rd: R,
+    wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     s: &BackendSettings,
     health: &Health,
-) -> End {
-    let (rd, wr) = stream.into_split();
+) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     // Bounded by the in-flight limit: the writer waits for room before sending more.
     let (wtx, mut wrx) = mpsc::channel::<Waiter>(s.max_inflight);
     let mut current: Option<Waiter> = None;
@@ -238,8 +247,8 @@ async fn drive(
     end
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     waiters: mpsc::Sender<Waiter>,
 ) -> bool {
@@ -296,8 +305,8 @@ async fn write_loop(
 /// answers PING again. One check per connection, a few times per timeout, instead of a timer per
 /// request: Redis answers a connection's requests in order, so the oldest waiter's wait is the
 /// connection's.
-async fn read_loop(
-    rd: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: R,
     waiters: &mut mpsc::Receiver<Waiter>,
     current: &mut Option<Waiter>,
     s: &BackendSettings,
@@ -348,5 +357,339 @@ async fn read_loop(
         }
         // The caller may be gone (its client disconnected); the reply is simply dropped.
         let _ = w.reply.send(Ok(reply));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use tokio::io::{DuplexStream, WriteHalf};
+    use tokio::sync::oneshot::error::TryRecvError;
+    use tokio::task::JoinHandle;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::protocol::Limits;
+
+    const OP_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The hung-node check's period at [`OP_TIMEOUT`].
+    const PERIOD: Duration = Duration::from_millis(250);
+
+    type Answer = oneshot::Receiver<Result<Reply, Failure>>;
+
+    /// Counts the writes that reach the pipe. It also takes every slice of a vectored write at
+    /// once, as a socket does; the pipe alone would take only the first, one write per request.
+    struct Counted {
+        inner: WriteHalf<DuplexStream>,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(polled, Poll::Ready(Ok(_))) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            polled
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.poll_write(cx, &joined)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A driver over an in-memory pipe, with the test playing the node at the pipe's other end.
+    /// The tests run on one thread, so the driver starts only when the test first waits: requests
+    /// sent before that are all queued when the writer first looks.
+    struct Fixture {
+        /// None once the test hangs up, which is how the driver learns to shut down.
+        conn: Option<Conn>,
+        node: DuplexStream,
+        health: Arc<Health>,
+        writes: Arc<AtomicUsize>,
+        /// Hands the request channel back when the driver ends, so that a request still in it
+        /// is not dropped with the task: in `supervise` it would wait for the next connection.
+        driver: JoinHandle<(End, mpsc::Receiver<Pending>)>,
+    }
+
+    impl Fixture {
+        fn start(max_inflight: usize) -> Fixture {
+            let s = BackendSettings {
+                connections_per_node: 1,
+                max_inflight,
+                connect_timeout: OP_TIMEOUT,
+                op_timeout: OP_TIMEOUT,
+                reconnect_backoff_min: OP_TIMEOUT,
+                reconnect_backoff_max: OP_TIMEOUT,
+                limits: Limits::default(),
+            };
+            assert_eq!(s.op_timeout / HUNG_CHECKS_PER_TIMEOUT, PERIOD);
+            let (tx, mut rx) = mpsc::channel(max_inflight);
+            let (near, node) = tokio::io::duplex(64 * 1024);
+            let (rd, wr) = tokio::io::split(near);
+            let writes = Arc::new(AtomicUsize::new(0));
+            let wr = Counted {
+                inner: wr,
+                writes: writes.clone(),
+            };
+            let health = Arc::new(Health::new(Arc::new(|| {})));
+            let h = health.clone();
+            let driver = tokio::spawn(async move {
+                let end = drive(rd, wr, &mut rx, &s, &h).await;
+                (end, rx)
+            });
+            Fixture {
+                conn: Some(Conn { tx }),
+                node,
+                health,
+                writes,
+                driver,
+            }
+        }
+
+        /// Queues a request the way the fast path does.
+        fn send(&self, bytes: &[u8], skip: u8) -> Answer {
+            let (reply, answer) = oneshot::channel();
+            let bytes = Bytes::copy_from_slice(bytes);
+            let conn = self.conn.as_ref().unwrap();
+            assert!(conn.try_enqueue(Pending { bytes, skip, reply }));
+            answer
+        }
+
+        /// Sends a GET per key, all queued at once, and reads them at the node in that order.
+        async fn gets<const N: usize>(&mut self, keys: [&str; N]) -> [Answer; N] {
+            let answers = keys.map(|k| self.send(&get(k), 0));
+            self.expect(&keys.map(get).concat()).await;
+            answers
+        }
+
+        /// Sends a GET of `k` redirected by ASK (so with `ASKING` before it in the same write),
+        /// then a plain GET of `j`, and reads both at the node.
+        async fn asked_then_plain(&mut self) -> [Answer; 2] {
+            let asking_get = [command(&["ASKING"]), get("k")].concat();
+            let answers = [self.send(&asking_get, 1), self.send(&get("j"), 0)];
+            self.expect(&[asking_get, get("j")].concat()).await;
+            answers
+        }
+
+        /// Reads what the driver wrote to the node, which must be exactly `want`.
+        async fn expect(&mut self, want: &[u8]) {
+            let mut got = vec![0; want.len()];
+            let read = soon(self.node.read_exact(&mut got)).await;
+            read.expect("the driver closed the connection");
+            assert_eq!(got, want, "the node received something else");
+        }
+
+        async fn reply(&mut self, bytes: &[u8]) {
+            let written = self.node.write_all(bytes).await;
+            written.expect("the driver closed the connection");
+        }
+
+        /// Waits for the driver to stop. The request channel comes back with the end, for the
+        /// caller to keep alive while it looks at what the driver left behind.
+        async fn ended(&mut self) -> (End, mpsc::Receiver<Pending>) {
+            soon(&mut self.driver).await.unwrap()
+        }
+    }
+
+    /// Bounds every wait, so that a broken driver fails a test instead of hanging it: with the
+    /// clock paused, a check that never fires would otherwise tick on forever.
+    async fn soon<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(10 * OP_TIMEOUT, f)
+            .await
+            .expect("still waiting after ten operation timeouts")
+    }
+
+    /// Lets the driver run until it waits for something: with the clock paused, time moves only
+    /// once every task is idle.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    fn command(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out += &format!("${}\r\n{a}\r\n", a.len());
+        }
+        out.into_bytes()
+    }
+
+    fn get(key: &str) -> Vec<u8> {
+        command(&["GET", key])
+    }
+
+    fn bulk(value: &str) -> Vec<u8> {
+        format!("${}\r\n{value}\r\n", value.len()).into_bytes()
+    }
+
+    /// The reply a caller got; panics on a failure or a lost connection.
+    async fn replied(answer: Answer) -> Vec<u8> {
+        soon(answer).await.unwrap().unwrap().into_bytes().to_vec()
+    }
+
+    /// A dropped sender: the connection was lost with the request possibly executed.
+    async fn lost(answer: Answer) -> bool {
+        soon(answer).await.is_err()
+    }
+
+    async fn timed_out(answer: Answer) -> bool {
+        matches!(soon(answer).await, Ok(Err(Failure::TimedOut)))
+    }
+
+    /// The documented window: no sooner than a timeout after the node went quiet, and no later
+    /// than two check periods after that.
+    fn assert_given_up_in_time(quiet_since: Instant) {
+        let waited = quiet_since.elapsed();
+        assert!(waited >= OP_TIMEOUT, "gave up after {waited:?}");
+        assert!(
+            waited <= OP_TIMEOUT + 2 * PERIOD,
+            "gave up after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pipelined_requests_go_out_in_one_write_and_replies_return_in_order() {
+        let mut f = Fixture::start(16);
+        let answers = f.gets(["a", "b", "c"]).await;
+        assert_eq!(
+            f.writes.load(Ordering::Relaxed),
+            1,
+            "one write for the batch"
+        );
+
+        let values = ["value of a", "value of b", "value of c"];
+        f.reply(&values.map(bulk).concat()).await;
+        for (answer, value) in answers.into_iter().zip(values) {
+            assert_eq!(replied(answer).await, bulk(value));
+        }
+        f.conn = None;
+        assert_eq!(f.ended().await.0, End::Closed);
+        assert_eq!(f.health.disruptions(), 0);
+    }
+
+    /// The reply after the skipped one goes to the next caller: exactly one was discarded.
+    #[tokio::test(start_paused = true)]
+    async fn asking_reply_is_skipped() {
+        let mut f = Fixture::start(16);
+        let [redirected, next] = f.asked_then_plain().await;
+
+        f.reply(&[b"+OK\r\n".to_vec(), bulk("k's"), bulk("j's")].concat())
+            .await;
+        assert_eq!(replied(redirected).await, bulk("k's"));
+        assert_eq!(replied(next).await, bulk("j's"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hung_node_times_out_every_waiter() {
+        let mut f = Fixture::start(16);
+        let quiet_since = Instant::now();
+        let answers = f.gets(["a", "b"]).await;
+
+        for answer in answers {
+            assert!(timed_out(answer).await);
+        }
+        assert_given_up_in_time(quiet_since);
+        let end = f.ended().await.0;
+        assert_eq!(end, End::Failed("no reply within the operation timeout"));
+        assert!(f.health.disruptions() > 0);
+    }
+
+    /// The waiter that has had its ASKING reply is held apart from the queued ones.
+    #[tokio::test(start_paused = true)]
+    async fn hung_node_times_out_a_waiter_past_its_asking_reply() {
+        let mut f = Fixture::start(16);
+        let [redirected, queued] = f.asked_then_plain().await;
+        f.reply(b"+OK\r\n").await;
+        let quiet_since = Instant::now();
+
+        assert!(timed_out(redirected).await);
+        assert!(timed_out(queued).await);
+        assert_given_up_in_time(quiet_since);
+    }
+
+    /// Idle time is not a stall: a request that arrives after a long idle spell still gets a whole
+    /// timeout for its reply.
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_is_not_declared_hung() {
+        let mut f = Fixture::start(16);
+        tokio::time::sleep(10 * OP_TIMEOUT).await;
+        assert!(!f.driver.is_finished(), "{:?}", f.ended().await.0);
+
+        let [answer] = f.gets(["a"]).await;
+        tokio::time::sleep(OP_TIMEOUT - Duration::from_millis(1)).await;
+        f.reply(&bulk("late")).await;
+        assert_eq!(replied(answer).await, bulk("late"));
+    }
+
+    /// An extra reply can only be noticed when nobody waits for one, so the caller still waiting
+    /// here is one the writer holds back for want of in-flight room.
+    #[tokio::test(start_paused = true)]
+    async fn unsolicited_reply_fails_the_connection() {
+        let mut f = Fixture::start(1);
+        let [first] = f.gets(["a"]).await;
+        let held = f.send(&get("b"), 0);
+        settle().await;
+
+        f.reply(&[bulk("a's"), b"+EXTRA\r\n".to_vec()].concat())
+            .await;
+        assert_eq!(replied(first).await, bulk("a's"));
+        let (end, _queue) = f.ended().await;
+        assert_eq!(end, End::Failed("unsolicited reply"));
+        assert!(lost(held).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reply_cut_in_half_is_delivered_whole_once_complete() {
+        let mut f = Fixture::start(16);
+        let [mut cut, next] = f.gets(["a", "b"]).await;
+
+        let whole = bulk("a value long enough to cut");
+        let (head, tail) = whole.split_at(whole.len() / 2);
+        f.reply(head).await;
+        tokio::time::sleep(PERIOD).await;
+        assert!(matches!(cut.try_recv(), Err(TryRecvError::Empty)));
+        f.reply(&[tail, &bulk("b's")].concat()).await;
+        assert_eq!(replied(cut).await, whole);
+        assert_eq!(replied(next).await, bulk("b's"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn node_closing_mid_request_loses_the_waiters() {
+        let mut f = Fixture::start(16);
+        let [answered, unanswered] = f.gets(["a", "b"]).await;
+
+        f.reply(&bulk("a's")).await;
+        f.node.shutdown().await.unwrap();
+        assert_eq!(replied(answered).await, bulk("a's"));
+        assert!(lost(unanswered).await);
+        assert_eq!(f.ended().await.0, End::Failed("closed by the node"));
+        assert!(f.health.disruptions() > 0);
     }
 }
