@@ -372,6 +372,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
+    use crate::order::Disruptions;
     use crate::protocol::Limits;
 
     const OP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -432,7 +433,7 @@ mod tests {
         /// None once the test hangs up, which is how the driver learns to shut down.
         conn: Option<Conn>,
         node: DuplexStream,
-        health: Arc<Health>,
+        disruptions: Arc<Disruptions>,
         writes: Arc<AtomicUsize>,
         /// Hands the request channel back when the driver ends, so that a request still in it
         /// is not dropped with the task: in `supervise` it would wait for the next connection.
@@ -459,7 +460,8 @@ mod tests {
                 inner: wr,
                 writes: writes.clone(),
             };
-            let health = Arc::new(Health::new(Arc::new(|| {})));
+            let disruptions = Arc::new(Disruptions::default());
+            let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
             let h = health.clone();
             let driver = tokio::spawn(async move {
                 let end = drive(rd, wr, &mut rx, &s, &h).await;
@@ -468,7 +470,7 @@ mod tests {
             Fixture {
                 conn: Some(Conn { tx }),
                 node,
-                health,
+                disruptions,
                 writes,
                 driver,
             }
@@ -591,7 +593,7 @@ mod tests {
         }
         f.conn = None;
         assert_eq!(f.ended().await.0, End::Closed);
-        assert_eq!(f.health.disruptions(), 0);
+        assert_eq!(f.disruptions.count(), 0);
     }
 
     /// The reply after the skipped one goes to the next caller: exactly one was discarded.
@@ -618,7 +620,7 @@ mod tests {
         assert_given_up_in_time(quiet_since);
         let end = f.ended().await.0;
         assert_eq!(end, End::Failed("no reply within the operation timeout"));
-        assert!(f.health.disruptions() > 0);
+        assert!(f.disruptions.count() > 0);
     }
 
     /// The waiter that has had its ASKING reply is held apart from the queued ones.
@@ -690,6 +692,6 @@ mod tests {
         assert_eq!(replied(answered).await, bulk("a's"));
         assert!(lost(unanswered).await);
         assert_eq!(f.ended().await.0, End::Failed("closed by the node"));
-        assert!(f.health.disruptions() > 0);
+        assert!(f.disruptions.count() > 0);
     }
 }

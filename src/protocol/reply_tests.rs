@@ -224,4 +224,3 @@ fn parse_requires_exactly_one_frame() {
         Err(ProtocolError::TrailingBytes)
     ));
 }
-

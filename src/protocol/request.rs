@@ -6,7 +6,6 @@ use std::ops::Range;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
-
 use super::encode::{command_len, encode_command};
 use super::error::ProtocolError;
 use super::inline::split_args;
