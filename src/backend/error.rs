@@ -1,3 +1,6 @@
+//! What a node connection tells its caller when no reply came: the variants say what is known of
+//! the request's fate, which is what decides whether it may be sent again.
+
 use crate::cluster::NodeAddr;
 
 /// What can go wrong between sending a request to a node and getting its reply. The variants
@@ -20,13 +23,5 @@ impl BackendError {
     /// Whether the request can have reached the node.
     pub fn maybe_executed(&self) -> bool {
         !matches!(self, BackendError::Unavailable { .. })
-    }
-
-    pub fn addr(&self) -> &NodeAddr {
-        match self {
-            BackendError::Unavailable { addr }
-            | BackendError::ConnectionLost { addr }
-            | BackendError::Timeout { addr, .. } => addr,
-        }
     }
 }

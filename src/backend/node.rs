@@ -1,3 +1,6 @@
+//! One node as the router sees it: its address and a few shared pipelined connections, with a
+//! client kept on one of them so its commands to that node run in the order it sent them.
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

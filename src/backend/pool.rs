@@ -1,3 +1,6 @@
+//! Every node one worker talks to, found by address: the only place a node's connections are
+//! created, so a slot-map change or a redirect to a new node reuses what exists.
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -66,9 +69,5 @@ impl Pool {
     pub fn retain(&self, keep: &[NodeAddr]) {
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
         nodes.retain(|addr, _| keep.contains(addr));
-    }
-
-    pub fn settings(&self) -> &BackendSettings {
-        &self.settings
     }
 }

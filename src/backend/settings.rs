@@ -1,3 +1,6 @@
+//! The backend's knobs as plain values, resolved from the config once at start-up so the data
+//! path never looks into the config.
+
 use std::time::Duration;
 
 use crate::protocol::Limits;

@@ -1,3 +1,5 @@
+//! Tests of the request codec: RESP and inline commands in any split of reads, and its limits.
+
 use super::super::limits::RESERVE_CHUNK;
 use super::*;
 
