@@ -13,6 +13,8 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fake;
 pub mod frontend;
 pub mod metrics;
 pub mod order;

@@ -160,3 +160,73 @@ impl Stream for Inflight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::command::CommandTable;
+    use crate::fake::{all_slots_at, fake_node, redirect, request, router, Answer};
+    use crate::metrics::Metrics;
+
+    /// A slot migrating: the old owner answers everything with ASK. The client's SET (fast path),
+    /// MSET (a split task) and GET of one key must reach the importing node in that order, though
+    /// the task learns of its redirection as soon as the fast-path requests do.
+    #[tokio::test]
+    async fn redirected_requests_are_sent_again_in_the_clients_order() {
+        let log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = log.clone();
+        let (importing, _) = fake_node(Arc::new(move |args: &[Bytes], _| {
+            let words: Vec<String> = args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let reply: &'static [u8] = match words[0].as_str() {
+                "GET" => b"$1\r\n2\r\n",
+                _ => b"+OK\r\n",
+            };
+            if words[0] != "ASKING" {
+                seen.lock().unwrap().push(words.join(" "));
+            }
+            Answer::Reply(Bytes::from_static(reply))
+        }))
+        .await;
+        let ask = redirect("ASK", &importing);
+        let (owner, _) =
+            fake_node(Arc::new(move |_: &[Bytes], _| Answer::Reply(ask.clone()))).await;
+        let router = Arc::new(router(Arc::new(Metrics::new())));
+        router.install(&all_slots_at(&owner));
+
+        let table = CommandTable::builtin();
+        let mut inflight = Inflight::new(router.clone(), 0);
+        for words in [
+            &["SET", "k", "1"][..],
+            &["MSET", "k", "2", "other", "3"],
+            &["GET", "k"],
+        ] {
+            let req = request(words);
+            let plan = table.classify(&req);
+            match router.start(&req, plan, 0) {
+                Some(started) => inflight.fast(req, started),
+                None => {
+                    let (router, turn) = (router.clone(), inflight.next_turn());
+                    inflight.task(Box::pin(async move {
+                        router.execute(&req, plan, 0, turn).await
+                    }));
+                }
+            }
+        }
+        let mut replies = Vec::new();
+        while let Some(reply) = inflight.next().await {
+            replies.push(reply);
+        }
+        assert_eq!(replies, [Reply::ok(), Reply::ok(), Reply::bulk(b"2")]);
+        let order = log.lock().unwrap().clone();
+        let position = |prefix: &str| order.iter().position(|c| c.starts_with(prefix)).unwrap();
+        assert!(position("SET k 1") < position("MSET k 2"), "{order:?}");
+        assert!(position("MSET k 2") < position("GET k"), "{order:?}");
+    }
+}

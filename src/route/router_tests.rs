@@ -1,122 +1,24 @@
 //! The router's follow loop against scripted fake nodes on loopback: what a client gets when a
-//! node redirects, refuses or drops a request, and what the router learns from it. Each fake node
-//! answers `PING` (the connection check) itself and everything else by its script.
+//! node redirects, refuses or drops a request, and what the router learns from it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio_util::codec::FramedRead;
 
-use super::router::{RouteSettings, Router};
-use crate::backend::{BackendSettings, Health, Pool};
-use crate::cluster::{NodeAddr, RefreshTrigger, Shard, Slot, Topology};
+use super::router::Router;
+use crate::cluster::Slot;
 use crate::command::CommandTable;
+use crate::fake::{all_slots_at, always, fake_node, redirect, request, router, Answer};
 use crate::metrics::Metrics;
-use crate::order::{Disruptions, Turn};
-use crate::protocol::{Limits, Reply, Request, RequestCodec};
-
-/// What a fake node does with one command: reply with these bytes, or drop the connection.
-enum Answer {
-    Reply(Bytes),
-    HangUp,
-}
-
-/// A script sees the command's arguments and how many commands the node has seen before it.
-type Script = Arc<dyn Fn(&[Bytes], usize) -> Answer + Send + Sync>;
-
-/// Starts a fake node; returns its address and a count of the commands it answered or refused.
-async fn fake_node(script: Script) -> (NodeAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: NodeAddr = listener.local_addr().unwrap().to_string().into();
-    let seen = Arc::new(AtomicUsize::new(0));
-    let count = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (script, seen) = (script.clone(), seen.clone());
-            tokio::spawn(async move {
-                let (rd, mut wr) = stream.into_split();
-                let mut commands = FramedRead::new(rd, RequestCodec::new(Limits::default()));
-                while let Some(Ok(req)) = commands.next().await {
-                    let answer = match req.name().eq_ignore_ascii_case(b"PING") {
-                        true => Answer::Reply(Bytes::from_static(b"+PONG\r\n")),
-                        false => script(req.args(), seen.fetch_add(1, Ordering::SeqCst)),
-                    };
-                    match answer {
-                        Answer::Reply(bytes) => {
-                            if wr.write_all(&bytes).await.is_err() {
-                                return;
-                            }
-                        }
-                        Answer::HangUp => return,
-                    }
-                }
-            });
-        }
-    });
-    (addr, count)
-}
-
-fn router(metrics: Arc<Metrics>) -> Router {
-    let settings = Arc::new(BackendSettings {
-        connections_per_node: 1,
-        max_inflight: 64,
-        connect_timeout: Duration::from_secs(1),
-        op_timeout: Duration::from_secs(5),
-        reconnect_backoff_min: Duration::from_millis(10),
-        reconnect_backoff_max: Duration::from_millis(20),
-        limits: Limits::default(),
-    });
-    let disruptions = Arc::new(Disruptions::default());
-    let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
-    let pool = Pool::new(
-        settings,
-        metrics.clone(),
-        health,
-        tokio::runtime::Handle::current(),
-    );
-    let route = RouteSettings {
-        max_redirects: 5,
-        hold_timeout: Duration::from_millis(300),
-    };
-    Router::new(pool, RefreshTrigger::default(), route, metrics, disruptions)
-}
-
-/// A map in which `owner` serves every slot.
-fn all_slots_at(owner: &NodeAddr) -> Topology {
-    let shard = Shard {
-        master: owner.clone(),
-        replicas: Vec::new(),
-        epoch: 1,
-    };
-    Topology::from_ranges([(0, 16383, shard)]).unwrap()
-}
-
-fn request(words: &[&str]) -> Request {
-    Request::from_args(words.iter().map(|w| Bytes::from(w.to_string())).collect())
-}
+use crate::order::Turn;
+use crate::protocol::Reply;
 
 /// Runs `words` the way a session's slow path does.
 async fn run(router: &Router, words: &[&str]) -> Reply {
     let req = request(words);
     let plan = CommandTable::builtin().classify(&req);
     router.execute(&req, plan, 0, Turn::now()).await
-}
-
-/// A script that answers every command with `reply`.
-fn always(reply: impl Into<Bytes>) -> Script {
-    let reply = reply.into();
-    Arc::new(move |_, _| Answer::Reply(reply.clone()))
-}
-
-/// A redirection of key `k`'s slot to `addr`.
-fn redirect(kind: &str, addr: &NodeAddr) -> Bytes {
-    let slot = Slot::for_key(b"k").get();
-    Bytes::from(format!("-{kind} {slot} {addr}\r\n"))
 }
 
 #[tokio::test]
