@@ -14,6 +14,7 @@ pub mod http;
 
 pub use http::{serve, HealthSource};
 
+use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every value of `slotgate_errors_total`'s `kind` label, so each series exists at 0 from the
@@ -93,25 +94,17 @@ impl Metrics {
         let registry = Registry::new();
 
         let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid gauge");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique gauge");
-            g
+            register(&registry, IntGauge::new(name, help).expect("valid gauge"))
         };
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid counter");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique counter");
-            c
+            register(
+                &registry,
+                IntCounter::new(name, help).expect("valid counter"),
+            )
         };
         let family = |name: &str, help: &str, label: &str| {
             let v = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid family");
-            registry
-                .register(Box::new(v.clone()))
-                .expect("unique family");
-            v
+            register(&registry, v)
         };
 
         let requests = family(
@@ -187,6 +180,14 @@ impl Metrics {
         prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)?;
         Ok(out)
     }
+}
+
+/// Adds `metric` to `registry` and hands it back; a duplicate name is a programming error.
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric name");
+    metric
 }
 
 impl Default for Metrics {
