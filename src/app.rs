@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{BackendSettings, Health, Pool};
+use crate::backend::{BackendSettings, Dedicate, Health, Pool};
 use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
 use crate::command::CommandTable;
 use crate::config::Config;
@@ -116,10 +116,22 @@ fn routers(
         max_redirects: config.topology.max_redirects,
         hold_timeout: b.hold_timeout(),
     };
+    let dedicate = Arc::new(Dedicate::new(
+        b.max_dedicated_per_node,
+        backend.clone(),
+        metrics.clone(),
+        health.clone(),
+    ));
     runtimes
         .iter()
         .map(|rt| {
-            let pool = Pool::new(backend.clone(), metrics.clone(), health.clone(), rt.clone());
+            let pool = Pool::new(
+                backend.clone(),
+                metrics.clone(),
+                health.clone(),
+                rt.clone(),
+                dedicate.clone(),
+            );
             Arc::new(Router::new(
                 pool,
                 trigger.clone(),

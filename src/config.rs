@@ -167,6 +167,10 @@ pub struct BackendConfig {
     /// the replica promoted in its place, before the client gets an error. A little above a
     /// typical cluster-node-timeout (15 s), so a failover completes inside it.
     pub hold_timeout_ms: u64,
+    /// Connections of one client's own that slotgate may have open to one node at once, over
+    /// every worker: one per client in a WATCH or transaction, or blocked in BLPOP and the like.
+    /// Past it such a command gets an error instead of another socket.
+    pub max_dedicated_per_node: usize,
 }
 
 impl Default for BackendConfig {
@@ -174,6 +178,7 @@ impl Default for BackendConfig {
         Self {
             connections_per_node: 1,
             max_inflight_per_connection: 4096,
+            max_dedicated_per_node: 1024,
             connect_timeout_ms: 1000,
             op_timeout_ms: 5000,
             reconnect_backoff_min_ms: 50,
@@ -363,6 +368,12 @@ impl BackendConfig {
             b.max_inflight_per_connection,
             1,
             1_000_000,
+        )?;
+        check_range(
+            "backend.max_dedicated_per_node",
+            b.max_dedicated_per_node,
+            1,
+            100_000,
         )?;
         check_at_least("backend.connect_timeout_ms", b.connect_timeout_ms, 1)?;
         check_at_least("backend.op_timeout_ms", b.op_timeout_ms, 1)?;
@@ -624,6 +635,10 @@ mod tests {
         rejects_max_inflight_too_large:
             "backend: {max_inflight_per_connection: 1000001}"
                 => "backend.max_inflight_per_connection";
+        rejects_max_dedicated_zero:
+            "backend: {max_dedicated_per_node: 0}" => "backend.max_dedicated_per_node";
+        rejects_max_dedicated_too_large:
+            "backend: {max_dedicated_per_node: 100001}" => "backend.max_dedicated_per_node";
         rejects_connect_timeout_zero:
             "backend: {connect_timeout_ms: 0}" => "backend.connect_timeout_ms";
         rejects_op_timeout_zero: "backend: {op_timeout_ms: 0}" => "backend.op_timeout_ms";

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::codec::FramedRead;
 
-use crate::backend::{BackendSettings, Health, Pool};
+use crate::backend::{BackendSettings, Dedicate, Health, Pool};
 use crate::cluster::{NodeAddr, RefreshTrigger, Shard, Slot, Topology};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
@@ -76,11 +76,18 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     });
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
+    let dedicate = Arc::new(Dedicate::new(
+        4,
+        settings.clone(),
+        metrics.clone(),
+        health.clone(),
+    ));
     let pool = Pool::new(
         settings,
         metrics.clone(),
         health,
         tokio::runtime::Handle::current(),
+        dedicate,
     );
     let route = RouteSettings {
         max_redirects: 5,

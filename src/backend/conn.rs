@@ -12,12 +12,15 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 
 use super::batch::Batch;
 use super::health::Health;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
+use prometheus::IntGauge;
+
 use crate::metrics::Metrics;
 use crate::protocol::{ProtocolError, Reply, ReplyCodec};
 
@@ -99,6 +102,43 @@ impl Conn {
     /// back to [`Conn::enqueue`] (through the router's slow path) when it refuses.
     pub fn try_enqueue(&self, p: Pending) -> bool {
         self.tx.try_send(p).is_ok()
+    }
+
+    /// A connection for one client alone (see `dedicated.rs`): opened now, on the caller's
+    /// runtime, and never reopened. When it fails, or the returned handle aborts it, every
+    /// request on it fails: whatever the client kept on it is gone, and it must hear so.
+    pub async fn open_dedicated(
+        addr: NodeAddr,
+        settings: Arc<BackendSettings>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> std::io::Result<(Conn, AbortHandle)> {
+        let stream = open(&addr, &settings).await?;
+        let (tx, mut rx) = mpsc::channel(settings.max_inflight);
+        let task = tokio::spawn(async move {
+            let _open = Open::count(&metrics.dedicated_connections);
+            let (rd, wr) = stream.into_split();
+            if let End::Failed(why) = drive(rd, wr, &mut rx, &settings, &health).await {
+                tracing::debug!(node = %addr, why, "dedicated connection lost");
+            }
+        });
+        Ok((Conn { tx }, task.abort_handle()))
+    }
+}
+
+/// Counts a connection as open for as long as its driver lives, aborted or not.
+struct Open(IntGauge);
+
+impl Open {
+    fn count(gauge: &IntGauge) -> Open {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

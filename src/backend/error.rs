@@ -17,11 +17,20 @@ pub enum BackendError {
     /// No reply within the operation timeout: the node is slow or hung; outcome unknown.
     #[error("backend {addr} timed out after {millis} ms")]
     Timeout { addr: NodeAddr, millis: u64 },
+    /// A command needing a connection of its own found every seat for that node taken. Never
+    /// sent.
+    #[error(
+        "all {max} dedicated connections to {addr} are in use (backend.max_dedicated_per_node)"
+    )]
+    NoDedicatedSeat { addr: NodeAddr, max: usize },
 }
 
 impl BackendError {
     /// Whether the request can have reached the node.
     pub fn maybe_executed(&self) -> bool {
-        !matches!(self, BackendError::Unavailable { .. })
+        !matches!(
+            self,
+            BackendError::Unavailable { .. } | BackendError::NoDedicatedSeat { .. }
+        )
     }
 }

@@ -3,12 +3,14 @@
 
 mod batch;
 mod conn;
+mod dedicated;
 mod error;
 mod health;
 mod node;
 mod pool;
 mod settings;
 
+pub use dedicated::{Dedicate, Dedicated, Purpose};
 pub use error::BackendError;
 pub use health::Health;
 pub use node::{Node, PendingReply};

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
@@ -22,7 +23,7 @@ use crate::protocol::Reply;
 pub struct Node {
     addr: NodeAddr,
     conns: Vec<Conn>,
-    op_timeout: std::time::Duration,
+    op_timeout: Duration,
 }
 
 impl Node {
@@ -91,24 +92,25 @@ impl Node {
         .map_err(|()| BackendError::Unavailable {
             addr: self.addr.clone(),
         })?;
-        self.outcome(rx.await)
+        outcome(&self.addr, self.op_timeout, rx.await)
     }
+}
 
-    /// What a connection's answer means to the caller; see [`Failure`].
-    fn outcome(
-        &self,
-        answer: Result<Result<Reply, Failure>, oneshot::error::RecvError>,
-    ) -> Result<Reply, BackendError> {
-        let addr = || self.addr.clone();
-        match answer {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr: addr() }),
-            Ok(Err(Failure::TimedOut)) => Err(BackendError::Timeout {
-                addr: addr(),
-                millis: self.op_timeout.as_millis() as u64,
-            }),
-            Err(_) => Err(BackendError::ConnectionLost { addr: addr() }),
-        }
+/// What a connection's answer means to the caller; see [`Failure`].
+pub(super) fn outcome(
+    addr: &NodeAddr,
+    op_timeout: Duration,
+    answer: Result<Result<Reply, Failure>, oneshot::error::RecvError>,
+) -> Result<Reply, BackendError> {
+    let addr = || addr.clone();
+    match answer {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr: addr() }),
+        Ok(Err(Failure::TimedOut)) => Err(BackendError::Timeout {
+            addr: addr(),
+            millis: op_timeout.as_millis() as u64,
+        }),
+        Err(_) => Err(BackendError::ConnectionLost { addr: addr() }),
     }
 }
 
@@ -127,6 +129,6 @@ impl PendingReply {
     ) -> Poll<Result<Reply, BackendError>> {
         Pin::new(&mut self.rx)
             .poll(cx)
-            .map(|answer| node.outcome(answer))
+            .map(|answer| outcome(&node.addr, node.op_timeout, answer))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
 
+use super::dedicated::Dedicate;
 use super::health::Health;
 use super::node::Node;
 use super::settings::BackendSettings;
@@ -19,8 +20,10 @@ pub struct Pool {
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    /// Where this pool's connection drivers run: the runtime of the shard that owns the pool.
+    /// Where this pool's connection drivers run: the runtime of the worker that owns the pool.
     rt: Handle,
+    /// Connections of one client's own; their seats are shared with every other worker.
+    dedicate: Arc<Dedicate>,
 }
 
 impl Pool {
@@ -29,6 +32,7 @@ impl Pool {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         rt: Handle,
+        dedicate: Arc<Dedicate>,
     ) -> Pool {
         Pool {
             nodes: Mutex::new(HashMap::new()),
@@ -36,7 +40,12 @@ impl Pool {
             metrics,
             health,
             rt,
+            dedicate,
         }
+    }
+
+    pub fn dedicate(&self) -> &Dedicate {
+        &self.dedicate
     }
 
     /// Some node the proxy uses cannot be reached right now.

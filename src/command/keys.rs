@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::reject::{ArgError, Reason, RejectKind};
+use super::reject::{ArgError, RejectKind};
 
 /// Key positions as indices into `Request::args()`: at most one extra index (a STORE destination, a
 /// ZUNIONSTORE destination) plus one strided range. Every index is below the request's argument count.
@@ -223,12 +223,10 @@ fn streams(args: &[Bytes], group: bool) -> Result<Keys, RejectKind> {
     while i < argc {
         let more = argc - i - 1;
         let option = &args[i][..];
-        if option.eq_ignore_ascii_case(b"BLOCK") && more > 0 {
-            return Err(RejectKind::Unsupported {
-                reason: Reason::Blocking,
-                subcommand: false,
-            });
-        } else if option.eq_ignore_ascii_case(b"COUNT") && more > 0 {
+        // BLOCK's effect is the command table's business (traits); here it is an option with a value.
+        if (option.eq_ignore_ascii_case(b"BLOCK") || option.eq_ignore_ascii_case(b"COUNT"))
+            && more > 0
+        {
             i += 1;
         } else if option.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
             let first = i + 1;
@@ -498,10 +496,7 @@ mod tests {
         );
         assert_eq!(
             keys_of(xread, &["XREAD", "BLOCK", "0", "STREAMS", "a", "0"]),
-            Err(RejectKind::Unsupported {
-                reason: Reason::Blocking,
-                subcommand: false
-            })
+            Ok(vec![4])
         );
         assert_eq!(
             keys_of(xread, &["XREAD", "STREAMS", "a", "b", "0"]),

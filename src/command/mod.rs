@@ -55,6 +55,18 @@ pub enum FanOut {
     SumIntegers,
 }
 
+/// The transaction commands: the session keeps their state, and a connection of the client's own
+/// runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnCommand {
+    Multi,
+    Exec,
+    Discard,
+    /// `WATCH key ...`: its keys are every argument after the name.
+    Watch,
+    Unwatch,
+}
+
 /// What slotgate makes of one request: what to do with it, and what the command is like. `Copy`
 /// and small: it is made for every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +88,7 @@ pub enum Action {
     Split(SplitKind),
     FanOut(FanOut),
     Local(LocalCommand),
+    Transaction(TxnCommand),
     /// Refuse without asking a backend; the connection stays usable.
     /// [`RejectKind::rejection`] gives the error line.
     Reject(RejectKind),
@@ -142,6 +155,7 @@ impl CommandTable {
                 return Err(RejectKind::WrongArity { subcommand: false });
             }
             Handling::Local(command) => Action::Local(command),
+            Handling::Transaction(command) => Action::Transaction(command),
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),

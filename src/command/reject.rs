@@ -12,8 +12,6 @@ use crate::protocol::Request;
 pub enum Reason {
     /// A blocked command would hold a backend connection that other clients' requests share.
     Blocking,
-    /// MULTI/EXEC/WATCH state lives on one backend connection; needs a pinned session.
-    Transaction,
     /// A subscribed connection stops answering requests; needs a pinned session.
     PubSub,
     /// MONITOR streams one node's traffic forever.
@@ -45,7 +43,6 @@ impl Reason {
             Reason::Blocking => {
                 "blocking commands would stall a backend connection shared with other clients"
             }
-            Reason::Transaction => "transactions need a pinned session",
             Reason::PubSub => "needs a pinned session",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
             Reason::KeyspaceFanOut => "needs a fan-out to every master",
@@ -66,7 +63,7 @@ impl Reason {
     fn planned(self) -> bool {
         matches!(
             self,
-            Reason::Transaction | Reason::PubSub | Reason::KeyspaceFanOut | Reason::ScriptFanOut
+            Reason::PubSub | Reason::KeyspaceFanOut | Reason::ScriptFanOut
         )
     }
 
@@ -74,7 +71,6 @@ impl Reason {
     pub fn label(self) -> &'static str {
         match self {
             Reason::Blocking => "blocking",
-            Reason::Transaction => "transaction",
             Reason::PubSub => "pubsub",
             Reason::Monitor => "monitor",
             Reason::KeyspaceFanOut => "keyspace_fanout",

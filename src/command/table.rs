@@ -8,8 +8,8 @@
 use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
-use super::traits::{EntryTraits, Repeat};
-use super::{FanOut, SplitKind};
+use super::traits::{Blocks, EntryTraits, Repeat};
+use super::{FanOut, SplitKind, TxnCommand};
 
 /// What slotgate does with a command once its name and arity check out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub(crate) enum Handling {
     Split(SplitKind),
     FanOut(FanOut),
     Local(LocalCommand),
+    Transaction(TxnCommand),
     Reject(Reason),
     /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
     /// and handling; `unmatched` says what a subcommand without an entry gets.
@@ -222,9 +223,21 @@ impl Entry {
         self
     }
 
-    /// Keeps state on, or holds, the connection it runs on.
+    /// Keeps state on the connection it runs on.
     const fn reserved(mut self) -> Entry {
         self.spec.traits.reserved = true;
+        self
+    }
+
+    /// Waits on the node until data comes or its timeout passes.
+    const fn blocking(mut self) -> Entry {
+        self.spec.traits.blocks = Blocks::Always;
+        self
+    }
+
+    /// Blocks only when given `option` before `until` (XREAD's BLOCK before STREAMS).
+    const fn blocking_with(mut self, option: &'static [u8], until: &'static [u8]) -> Entry {
+        self.spec.traits.blocks = Blocks::WithOption { option, until };
         self
     }
 }
@@ -271,6 +284,10 @@ const fn local(name: &'static str, arity: i32, command: LocalCommand) -> Entry {
 
 const fn no(name: &'static str, arity: i32, reason: Reason) -> Entry {
     entry(name, arity, Handling::Reject(reason))
+}
+
+const fn txn(name: &'static str, arity: i32, command: TxnCommand) -> Entry {
+    entry(name, arity, Handling::Transaction(command)).reserved()
 }
 
 const fn container(name: &'static str, unmatched: Unmatched) -> Entry {
@@ -327,11 +344,11 @@ static BUILTIN: &[Entry] = &[
     key("HSTRLEN", 3).ro(),
     key("HVALS", 2).ro(),
     // --- lists
-    no("BLMOVE", 6, Blocking).reserved(),
-    no("BLMPOP", -5, Blocking).reserved(),
-    no("BLPOP", -3, Blocking).reserved(),
-    no("BRPOP", -3, Blocking).reserved(),
-    no("BRPOPLPUSH", 4, Blocking).reserved(),
+    range("BLMOVE", 6, 1, 2, 1).blocking(),
+    numkeys("BLMPOP", -5, 2, false, MultiPop).blocking(),
+    range("BLPOP", -3, 1, -2, 1).blocking(),
+    range("BRPOP", -3, 1, -2, 1).blocking(),
+    range("BRPOPLPUSH", 4, 1, 2, 1).blocking(),
     key("LINDEX", 3).ro(),
     key("LINSERT", 5),
     key("LLEN", 2).ro(),
@@ -368,9 +385,9 @@ static BUILTIN: &[Entry] = &[
     range("SUNION", -2, 1, -1, 1).ro(),
     range("SUNIONSTORE", -3, 1, -1, 1),
     // --- sorted sets
-    no("BZMPOP", -5, Blocking).reserved(),
-    no("BZPOPMAX", -3, Blocking).reserved(),
-    no("BZPOPMIN", -3, Blocking).reserved(),
+    numkeys("BZMPOP", -5, 2, false, MultiPop).blocking(),
+    range("BZPOPMAX", -3, 1, -2, 1).blocking(),
+    range("BZPOPMIN", -3, 1, -2, 1).blocking(),
     key("ZADD", -4),
     key("ZCARD", 2).ro(),
     key("ZCOUNT", 4).ro(),
@@ -424,8 +441,10 @@ static BUILTIN: &[Entry] = &[
     key("XLEN", 2).ro(),
     key("XPENDING", -3).ro(),
     key("XRANGE", -4).ro(),
-    movable("XREAD", -4, KeySpec::Streams { group: false }).ro(),
-    movable("XREADGROUP", -7, KeySpec::Streams { group: true }),
+    movable("XREAD", -4, KeySpec::Streams { group: false })
+        .ro()
+        .blocking_with(b"BLOCK", b"STREAMS"),
+    movable("XREADGROUP", -7, KeySpec::Streams { group: true }).blocking_with(b"BLOCK", b"STREAMS"),
     key("XREVRANGE", -4).ro(),
     key("XSETID", -3),
     key("XTRIM", -4),
@@ -462,7 +481,7 @@ static BUILTIN: &[Entry] = &[
     key("TTL", 2).ro(),
     key("TYPE", 2).ro(),
     split("UNLINK", -2, SplitKind::SumKeys),
-    no("WAIT", 3, Blocking).reserved(),
+    no("WAIT", 3, Blocking),
     // --- bitmaps
     key("BITCOUNT", -2).ro(),
     key("BITFIELD", -2),
@@ -551,7 +570,7 @@ static BUILTIN: &[Entry] = &[
     no("SYNC", 1, Admin),
     any("TIME", 1),
     // Redis 7.2; waits like WAIT.
-    no("WAITAOF", 4, Blocking).reserved(),
+    no("WAITAOF", 4, Blocking),
     // --- cluster
     no("ASKING", 1, ClusterState),
     no("CLUSTER", -2, Admin),
@@ -570,9 +589,9 @@ static BUILTIN: &[Entry] = &[
     no("SUNSUBSCRIBE", -1, PubSub).reserved(),
     no("UNSUBSCRIBE", -1, PubSub).reserved(),
     // --- transactions
-    no("DISCARD", 1, Transaction).reserved(),
-    no("EXEC", 1, Transaction).reserved(),
-    no("MULTI", 1, Transaction).reserved(),
-    no("UNWATCH", 1, Transaction).reserved(),
-    no("WATCH", -2, Transaction).reserved(),
+    txn("DISCARD", 1, TxnCommand::Discard),
+    txn("EXEC", 1, TxnCommand::Exec),
+    txn("MULTI", 1, TxnCommand::Multi),
+    txn("UNWATCH", 1, TxnCommand::Unwatch),
+    txn("WATCH", -2, TxnCommand::Watch),
 ];

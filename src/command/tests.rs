@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::keys::KeySpec;
 use super::table::Handling;
+use super::traits::Blocks;
 use super::*;
 use crate::protocol::Frame;
 
@@ -454,47 +455,10 @@ fn unknown_commands_use_redis_text() {
 fn rejected_commands_name_themselves() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["BLPOP", "k", "0"],
-            "'BLPOP' is not supported by slotgate (blocking",
+            &["WAIT", "1", "0"],
+            "'WAIT' is not supported by slotgate (blocking",
         ),
-        (
-            &["brpop", "k", "0"],
-            "'BRPOP' is not supported by slotgate (blocking",
-        ),
-        (&["BLMOVE", "a", "b", "LEFT", "LEFT", "0"], "'BLMOVE'"),
-        (&["BRPOPLPUSH", "a", "b", "0"], "'BRPOPLPUSH'"),
-        (&["BZPOPMIN", "k", "0"], "'BZPOPMIN'"),
-        (&["BZPOPMAX", "k", "0"], "'BZPOPMAX'"),
-        (&["BLMPOP", "0", "1", "k", "LEFT"], "'BLMPOP'"),
-        (&["BZMPOP", "0", "1", "k", "MIN"], "'BZMPOP'"),
-        (
-            &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
-            "'XREAD' is not supported by slotgate (blocking",
-        ),
-        (
-            &[
-                "XREADGROUP",
-                "GROUP",
-                "g",
-                "c",
-                "BLOCK",
-                "0",
-                "STREAMS",
-                "s",
-                ">",
-            ],
-            "'XREADGROUP'",
-        ),
-        (&["WAIT", "1", "0"], "'WAIT'"),
         (&["WAITAOF", "1", "0", "0"], "'WAITAOF'"),
-        (
-            &["MULTI"],
-            "'MULTI' is not supported by slotgate yet (transactions need a pinned session)",
-        ),
-        (&["EXEC"], "'EXEC'"),
-        (&["DISCARD"], "'DISCARD'"),
-        (&["WATCH", "k"], "'WATCH'"),
-        (&["UNWATCH"], "'UNWATCH'"),
         (
             &["SUBSCRIBE", "ch"],
             "'SUBSCRIBE' is not supported by slotgate yet (needs a pinned session)",
@@ -675,13 +639,11 @@ fn builtin_entries_agree_with_redis_70() {
             );
             assert!(!movable, "{name} has movable keys");
         }
-        if redis.flags.contains(&"blocking") && !["XREAD", "XREADGROUP"].contains(&entry.name) {
-            assert_eq!(
-                entry.spec.handling,
-                Handling::Reject(Reason::Blocking),
-                "{name}"
-            );
-        }
+        assert_eq!(
+            redis.flags.contains(&"blocking"),
+            entry.spec.traits.blocks != Blocks::Never,
+            "blocking trait of {name}"
+        );
         if movable {
             assert!(
                 matches!(
@@ -1023,13 +985,14 @@ fn reads_and_plain_writes_replay_others_do_not() {
 
 #[test]
 fn connection_state_commands_need_a_reserved_connection() {
-    for words in [
-        &["MULTI"][..],
-        &["WATCH", "k"],
-        &["BLPOP", "k", "0"],
-        &["SUBSCRIBE", "c"],
-        &["SSUBSCRIBE", "c"],
-    ] {
+    for words in [&["MULTI"][..], &["WATCH", "k"], &["EXEC"], &["UNWATCH"]] {
+        assert!(
+            matches!(classify(words), Action::Transaction(_)),
+            "{words:?}"
+        );
+        assert!(traits(words).reserved(), "{words:?}");
+    }
+    for words in [&["SUBSCRIBE", "c"][..], &["SSUBSCRIBE", "c"]] {
         let plan = CommandTable::builtin().classify(&req(words));
         // Refused for now, so the traits are not set; the table entry carries the fact.
         assert!(matches!(plan.action, Action::Reject(_)), "{words:?}");
@@ -1039,6 +1002,39 @@ fn connection_state_commands_need_a_reserved_connection() {
     }
     assert!(!traits(&["GET", "k"]).reserved());
     assert!(!traits(&["PUBLISH", "c", "m"]).reserved());
+}
+
+#[test]
+fn blocking_commands_route_by_key_and_say_they_block() {
+    for (words, want) in [
+        (&["BLPOP", "a", "b", "0"][..], vec![1, 2]),
+        (&["BRPOP", "a", "1.5"], vec![1]),
+        (&["BLMOVE", "a", "b", "LEFT", "RIGHT", "0"], vec![1, 2]),
+        (&["BRPOPLPUSH", "a", "b", "0"], vec![1, 2]),
+        (&["BLMPOP", "0", "2", "a", "b", "LEFT"], vec![3, 4]),
+        (&["BZPOPMIN", "z", "0"], vec![1]),
+        (&["BZMPOP", "0", "1", "z", "MIN"], vec![3]),
+        (&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], vec![4]),
+        (
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "c",
+                "BLOCK",
+                "10",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+            vec![7],
+        ),
+    ] {
+        assert_eq!(keys(words), want, "{words:?}");
+        assert!(traits(words).blocking(), "{words:?}");
+    }
+    assert!(!traits(&["XREAD", "STREAMS", "s", "0"]).blocking());
+    assert!(!traits(&["LPOP", "a"]).blocking());
 }
 
 #[test]
@@ -1072,7 +1068,6 @@ fn every_rejection_is_a_listed_metric_label() {
     use crate::metrics::ERROR_KINDS;
     let reasons = [
         Reason::Blocking,
-        Reason::Transaction,
         Reason::PubSub,
         Reason::Monitor,
         Reason::KeyspaceFanOut,

@@ -18,6 +18,32 @@ pub(crate) enum Repeat {
     UnlessOption(&'static [&'static [u8]]),
 }
 
+/// When a command may block: wait on the node until data arrives or its own timeout passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Blocks {
+    Never,
+    Always,
+    /// When `option` (any case) comes before `until`: XREAD's BLOCK, before its STREAMS keys.
+    WithOption {
+        option: &'static [u8],
+        until: &'static [u8],
+    },
+}
+
+impl Blocks {
+    fn resolve(self, args: &[Bytes]) -> bool {
+        match self {
+            Blocks::Never => false,
+            Blocks::Always => true,
+            Blocks::WithOption { option, until } => args
+                .iter()
+                .skip(1)
+                .take_while(|a| !a.eq_ignore_ascii_case(until))
+                .any(|a| a.eq_ignore_ascii_case(option)),
+        }
+    }
+}
+
 /// The table's word on one command, fixed per entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct EntryTraits {
@@ -25,9 +51,11 @@ pub(crate) struct EntryTraits {
     /// twice is harmless.
     pub(crate) readonly: bool,
     pub(crate) repeat: Repeat,
-    /// It keeps state on the connection it runs on (MULTI, WATCH, SUBSCRIBE) or holds it (blocking
-    /// commands), so it cannot share a multiplexed connection with other clients.
+    /// It keeps state on the connection it runs on (MULTI, WATCH, SUBSCRIBE), so it cannot share
+    /// a multiplexed connection with other clients.
     pub(crate) reserved: bool,
+    /// It may hold the connection it runs on for as long as it waits.
+    pub(crate) blocks: Blocks,
 }
 
 impl EntryTraits {
@@ -35,6 +63,7 @@ impl EntryTraits {
         readonly: false,
         repeat: Repeat::Never,
         reserved: false,
+        blocks: Blocks::Never,
     };
 
     /// The traits of one request of this command; only the repeat rule looks at the arguments.
@@ -58,6 +87,9 @@ impl EntryTraits {
         if self.reserved {
             bits |= Traits::RESERVED;
         }
+        if self.blocks.resolve(args) {
+            bits |= Traits::BLOCKING;
+        }
         Traits { bits }
     }
 }
@@ -73,6 +105,7 @@ impl Traits {
     const READONLY: u8 = 1;
     const REPLAY_SAFE: u8 = 2;
     const RESERVED: u8 = 4;
+    const BLOCKING: u8 = 8;
 
     /// Changes nothing: may run on a replica.
     pub fn readonly(self) -> bool {
@@ -85,9 +118,15 @@ impl Traits {
         self.bits & Self::REPLAY_SAFE != 0
     }
 
-    /// Needs a backend connection reserved for this client.
+    /// Keeps state on its connection: needs a backend connection reserved for this client.
     pub fn reserved(self) -> bool {
         self.bits & Self::RESERVED != 0
+    }
+
+    /// May wait on the node (this request: XREAD only with BLOCK): needs a connection of its own,
+    /// exempt from the operation timeout, and the client waits for it as on one Redis server.
+    pub fn blocking(self) -> bool {
+        self.bits & Self::BLOCKING != 0
     }
 }
 
@@ -111,6 +150,22 @@ mod tests {
         assert!(read.readonly() && read.replay_safe() && !read.reserved());
         let write = EntryTraits::NONE.resolve(&args(&["INCR", "k"]));
         assert!(!write.readonly() && !write.replay_safe());
+    }
+
+    #[test]
+    fn xread_blocks_only_with_block_before_its_streams() {
+        let xread = EntryTraits {
+            blocks: Blocks::WithOption {
+                option: b"BLOCK",
+                until: b"STREAMS",
+            },
+            ..EntryTraits::NONE
+        };
+        let blocks = |w: &[&str]| xread.resolve(&args(w)).blocking();
+        assert!(blocks(&["XREAD", "block", "0", "STREAMS", "s", "$"]));
+        assert!(!blocks(&["XREAD", "COUNT", "1", "STREAMS", "s", "0"]));
+        // A stream named BLOCK is a key, not the option.
+        assert!(!blocks(&["XREAD", "STREAMS", "BLOCK", "0"]));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod info;
 mod listener;
 mod local;
 mod session;
+mod transaction;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

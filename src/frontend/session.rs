@@ -2,6 +2,7 @@
 //! in an ordered queue (`inflight`), and replies are written in the order the requests arrived,
 //! however the backends they went to race each other.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ use tokio_util::codec::FramedRead;
 use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
+use super::transaction::Transaction;
 use super::Frontend;
-use crate::command::Action;
+use crate::command::{Action, LocalCommand, TxnCommand};
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::Router;
 
@@ -42,7 +44,9 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         affinity,
         reading: true,
         disruptions: 0,
-        parked: None,
+        parked: VecDeque::new(),
+        blocked: false,
+        txn: None,
         answered: (0, 0),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -58,11 +62,13 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                     break;
                 }
             }
-            next = requests.next(), if session.reading && session.inflight.len() < max_pipeline && session.parked.is_none() => {
+            next = requests.next(), if session.reading && session.inflight.len() + session.parked.len() < max_pipeline => {
                 if let (Some(Ok(_)), Some(d)) = (&next, idle) {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                 }
-                session.read(next);
+                if session.read(next) == Gone::Cancel {
+                    break;
+                }
             }
             () = &mut idle_sleep, if idle.is_some() && session.inflight.is_empty() => break,
             else => break,
@@ -71,6 +77,24 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     session.publish_counts();
     let _ = wr.shutdown().await;
     fe.metrics.client_connections.dec();
+}
+
+/// Whether the session goes on after what the client sent.
+#[derive(Debug, PartialEq, Eq)]
+enum Gone {
+    Stay,
+    /// The client left while blocked: end the session now, cancelling what is in flight.
+    Cancel,
+}
+
+/// Commands a MULTI runs at once instead of queueing them, as Redis does.
+fn runs_now_in_multi(action: Action) -> bool {
+    matches!(
+        action,
+        Action::Transaction(
+            TxnCommand::Multi | TxnCommand::Exec | TxnCommand::Discard | TxnCommand::Watch
+        ) | Action::Local(LocalCommand::Quit | LocalCommand::Reset)
+    )
 }
 
 /// Appends a reply to the batch, writing large ones (and the batch before them) directly.
@@ -94,8 +118,14 @@ struct Session {
     reading: bool,
     /// The router's disruption count when the oldest request in flight was dispatched.
     disruptions: u64,
-    /// A request read after a disruption, waiting for everything before it to be answered.
-    parked: Option<Request>,
+    /// Requests read after a disruption or behind a blocking command, waiting for everything
+    /// before them to be answered. Bounded with the in-flight requests by `max_pipeline`.
+    parked: VecDeque<Request>,
+    /// A blocking command is in flight: like Redis, run nothing after it until it is answered,
+    /// but keep reading, so that a client that leaves is noticed and its command cancelled.
+    blocked: bool,
+    /// WATCH, MULTI and their reserved connection; dropped with the session, closing it.
+    txn: Option<Transaction>,
     /// Which backend connection (and, for keyless commands, which master) this client uses.
     affinity: usize,
     /// Replies (ok, error) gathered for the batch being written, not yet in the metrics.
@@ -123,24 +153,39 @@ impl Session {
         }
         out.clear();
         if self.inflight.is_empty() {
-            if let Some(req) = self.parked.take() {
-                self.dispatch(req);
-            }
+            self.blocked = false;
+            self.dispatch_parked();
         }
         Ok(())
     }
 
+    /// Dispatches parked requests in order until one has to wait again.
+    fn dispatch_parked(&mut self) {
+        while !self.blocked && self.in_step() {
+            let Some(req) = self.parked.pop_front() else {
+                return;
+            };
+            self.dispatch(req);
+        }
+    }
+
     /// Takes what the client sent next: a request, the end of its input, or bytes that are not
     /// RESP.
-    fn read(&mut self, next: Option<Result<Request, ProtocolError>>) {
+    fn read(&mut self, next: Option<Result<Request, ProtocolError>>) -> Gone {
         match next {
             // Checked here, not in the select branch's condition: select! evaluates that once,
             // and a disruption may come while the branch waits for the client.
-            Some(Ok(req)) => match self.in_step() {
+            Some(Ok(req)) => match self.parked.is_empty() && !self.blocked && self.in_step() {
                 true => self.dispatch(req),
-                false => self.parked = Some(req),
+                false => self.parked.push_back(req),
             },
-            Some(Err(ProtocolError::Io(_))) | None => self.reading = false,
+            Some(Err(ProtocolError::Io(_))) | None => {
+                self.reading = false;
+                // As Redis does for a blocked client that leaves: cancel, pop nothing.
+                if self.blocked {
+                    return Gone::Cancel;
+                }
+            }
             Some(Err(e)) => {
                 // As Redis does: answer what came before, report the error, close.
                 self.fe.metrics.protocol_errors_total.inc();
@@ -149,6 +194,7 @@ impl Session {
                 self.reading = false;
             }
         }
+        Gone::Stay
     }
 
     fn ready(&mut self, reply: Reply) {
@@ -190,15 +236,28 @@ impl Session {
             self.disruptions = self.fe.router.disruptions();
         }
         let plan = self.fe.router.classify(&req);
+        if let Some(txn) = self.txn.as_mut().filter(|t| t.in_multi()) {
+            if !runs_now_in_multi(plan.action) {
+                let reply = txn.queue(req, plan);
+                self.ready(reply);
+                return;
+            }
+        }
         match plan.action {
-            Action::Local(cmd) => match local::answer(cmd, req.args(), &mut self.client) {
-                (reply, After::Continue) => self.ready(reply),
-                (reply, After::Close) => {
-                    self.ready(reply);
-                    self.reading = false;
+            Action::Local(cmd) => {
+                if cmd == LocalCommand::Reset {
+                    self.txn = None;
                 }
-                (_, After::Info) => self.info(&req),
-            },
+                match local::answer(cmd, req.args(), &mut self.client) {
+                    (reply, After::Continue) => self.ready(reply),
+                    (reply, After::Close) => {
+                        self.ready(reply);
+                        self.reading = false;
+                    }
+                    (_, After::Info) => self.info(&req),
+                }
+            }
+            Action::Transaction(cmd) => self.transaction(cmd, req),
             Action::Reject(kind) => {
                 self.fe.metrics.error(kind.label());
                 self.ready(Reply::error_line(&kind.rejection(&req).to_string()));
@@ -209,11 +268,58 @@ impl Session {
                     self.inflight.fast(req, started);
                     return;
                 }
+                self.blocked = plan.traits.blocking();
                 let router = self.fe.router.clone();
                 let turn = self.inflight.next_turn();
                 self.inflight.task(Box::pin(async move {
                     router.execute(&req, plan, affinity, turn).await
                 }));
+            }
+        }
+    }
+
+    /// MULTI, EXEC, DISCARD, WATCH and UNWATCH outside a MULTI's queue.
+    fn transaction(&mut self, cmd: TxnCommand, req: Request) {
+        let router = self.fe.router.clone();
+        let turn = self.inflight.next_turn();
+        match cmd {
+            TxnCommand::Multi => {
+                let reply = self.txn.get_or_insert_with(Transaction::default).multi();
+                self.ready(reply);
+            }
+            TxnCommand::Exec => match self.txn.take().map(Transaction::exec) {
+                None => self.ready(Reply::error_line("ERR EXEC without MULTI")),
+                Some(Err(reply)) => self.ready(reply),
+                Some(Ok(exec)) => self.inflight.task(Box::pin(async move {
+                    router
+                        .exec(exec.slot, exec.queued, &exec.reserved, turn)
+                        .await
+                })),
+            },
+            TxnCommand::Discard => match self.txn.take() {
+                Some(t) if t.in_multi() => self.ready(Reply::ok()),
+                other => {
+                    self.txn = other;
+                    self.ready(Reply::error_line("ERR DISCARD without MULTI"));
+                }
+            },
+            TxnCommand::Watch => {
+                let txn = self.txn.get_or_insert_with(Transaction::default);
+                match txn.watch(&req) {
+                    Err(reply) => self.ready(reply),
+                    Ok(slot) => {
+                        let reserved = txn.reserved.clone();
+                        self.inflight.task(Box::pin(async move {
+                            router.watch(slot, &req, &reserved, turn).await
+                        }));
+                    }
+                }
+            }
+            TxnCommand::Unwatch => {
+                // Closing the reserved connection ends its WATCHes; a WATCH still in flight
+                // closes it when it ends.
+                self.txn = None;
+                self.ready(Reply::ok());
             }
         }
     }

@@ -29,15 +29,16 @@ pub const ERROR_KINDS: &[&str] = &[
     "backend_unavailable",
     "backend_connection_lost",
     "backend_timeout",
+    "dedicated_exhausted",
     "split_failed",
     "unexpected_reply",
+    "transaction_moved",
     // slotgate refused the request itself (command::RejectKind)
     "wrong_arity",
     "unknown_command",
     "unknown_subcommand",
     "bad_arguments",
     "blocking",
-    "transaction",
     "pubsub",
     "monitor",
     "keyspace_fanout",
@@ -78,6 +79,8 @@ pub struct Metrics {
     pub topology_disagreements: IntCounter,
     /// Backend connections open now.
     pub backend_connections: IntGauge,
+    /// Connections of one client's own (WATCH, MULTI, blocking commands) open now.
+    pub dedicated_connections: IntGauge,
     /// Backend connections re-established after a failure.
     pub backend_reconnects_total: IntCounter,
     /// Client input that was not valid RESP or broke a protocol limit.
@@ -154,6 +157,10 @@ impl Metrics {
                 "slotgate_backend_connections",
                 "Backend connections open now.",
             ),
+            dedicated_connections: gauge(
+                "slotgate_dedicated_connections",
+                "Connections reserved for one client (transactions, blocking commands) open now.",
+            ),
             backend_reconnects_total: counter(
                 "slotgate_backend_reconnects_total",
                 "Backend connections re-established after a failure.",
@@ -226,6 +233,7 @@ mod tests {
                 "slotgate_backend_reconnects_total",
                 "slotgate_client_connections",
                 "slotgate_client_connections_total",
+                "slotgate_dedicated_connections",
                 "slotgate_errors_total",
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",

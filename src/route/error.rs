@@ -2,7 +2,7 @@
 //! Redis-style line, and metrics and logs a fixed label per kind, never the text.
 
 use crate::backend::BackendError;
-use crate::cluster::Slot;
+use crate::cluster::{NodeAddr, Slot};
 use crate::protocol::Reply;
 
 /// Why a request got no answer from the cluster. Display is the exact error line the client
@@ -31,6 +31,13 @@ pub enum RouteError {
     },
     #[error("ERR slotgate: unexpected reply from {0}")]
     UnexpectedReply(&'static str),
+    /// A transaction's slot moved after WATCH or while its commands were queued; the node refused
+    /// them, so nothing ran.
+    #[error("EXECABORT Transaction discarded because slot {slot} moved to {addr}; nothing ran")]
+    TransactionMoved { slot: Slot, addr: NodeAddr },
+    /// A transaction's slot is being migrated: its keys may be on either node, so nothing ran.
+    #[error("EXECABORT Transaction discarded because slot {slot} is being migrated; nothing ran")]
+    TransactionMigrating { slot: Slot },
 }
 
 impl RouteError {
@@ -48,8 +55,12 @@ impl RouteError {
             RouteError::Backend(BackendError::Unavailable { .. }) => "backend_unavailable",
             RouteError::Backend(BackendError::ConnectionLost { .. }) => "backend_connection_lost",
             RouteError::Backend(BackendError::Timeout { .. }) => "backend_timeout",
+            RouteError::Backend(BackendError::NoDedicatedSeat { .. }) => "dedicated_exhausted",
             RouteError::SplitFailed { .. } => "split_failed",
             RouteError::UnexpectedReply(_) => "unexpected_reply",
+            RouteError::TransactionMoved { .. } | RouteError::TransactionMigrating { .. } => {
+                "transaction_moved"
+            }
         }
     }
 }
@@ -74,12 +85,18 @@ mod tests {
                 addr: addr(),
                 millis: 1,
             }),
+            RouteError::Backend(BackendError::NoDedicatedSeat {
+                addr: addr(),
+                max: 1,
+            }),
             RouteError::SplitFailed {
                 failed: 1,
                 total: 2,
                 first: String::new(),
             },
             RouteError::UnexpectedReply("x"),
+            RouteError::TransactionMoved { slot, addr: addr() },
+            RouteError::TransactionMigrating { slot },
         ];
         for e in &all {
             assert!(ERROR_KINDS.contains(&e.kind()), "{e:?}");

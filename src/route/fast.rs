@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::redirect;
-use super::router::Router;
+use super::router::{Router, Via};
 use super::split;
 use crate::backend::{BackendError, Node, PendingReply};
 use crate::cluster::Slot;
@@ -64,6 +64,9 @@ impl Router {
         let Action::Keyed(keys) = plan.action else {
             return None;
         };
+        if plan.traits.blocking() {
+            return None;
+        }
         let slot = split::one_slot(req.args(), keys).ok()??;
         let node = self.table.load().master_for(slot)?.clone();
         let reply = node.try_send(req.to_resp(), affinity)?;
@@ -89,7 +92,7 @@ impl Router {
             .follow(
                 follow,
                 req.to_resp(),
-                affinity,
+                Via::Shared { affinity },
                 Some((node, outcome)),
                 &Turn::now(),
             )

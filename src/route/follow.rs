@@ -72,6 +72,10 @@ impl Follow {
     /// A request that never reached the node is sent again wherever the slot goes; one that may
     /// have run only when running it twice is harmless, else the client decides.
     pub(super) fn after_error(&self, e: BackendError) -> Next {
+        if let BackendError::NoDedicatedSeat { .. } = e {
+            // Seats free up as other clients finish, not as the cluster heals: say so now.
+            return Next::Done(Err(e.into()));
+        }
         let resend = !e.maybe_executed() || self.replay_safe;
         match resend {
             true => Next::Hold {
@@ -84,9 +88,10 @@ impl Follow {
     /// `replied_by` is the node that sent `reply`; it fills in a redirection's missing host.
     pub(super) fn after_reply(&mut self, reply: Reply, replied_by: &str) -> Next {
         let Some(redirect) = redirect::classify(&reply, replied_by) else {
-            if redirect::is_cluster_down(&reply) {
+            if redirect::is_cluster_down(&reply) || redirect::is_unblocked(&reply) {
                 // The cluster refused the command (it did not run): while a failed master is
-                // being replaced, full-coverage clusters refuse every slot for about a second.
+                // being replaced, full-coverage clusters refuse every slot for about a second,
+                // and a blocked command whose master turned replica is released with UNBLOCKED.
                 return Next::Hold {
                     otherwise: Ok(reply),
                 };
@@ -205,6 +210,32 @@ mod tests {
             Next::Hold {
                 otherwise: Ok(down)
             }
+        );
+    }
+
+    #[test]
+    fn a_blocked_command_released_by_a_failover_waits_for_the_new_master() {
+        let mut f = follow(false);
+        let unblocked = Reply::error_line(
+            "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+        );
+        assert_eq!(
+            f.after_reply(unblocked.clone(), "n:1"),
+            Next::Hold {
+                otherwise: Ok(unblocked)
+            }
+        );
+    }
+
+    #[test]
+    fn no_free_dedicated_seat_is_said_at_once() {
+        let full = BackendError::NoDedicatedSeat {
+            addr: "n:1".into(),
+            max: 2,
+        };
+        assert_eq!(
+            follow(true).after_error(full.clone()),
+            Next::Done(Err(full.into()))
         );
     }
 

@@ -13,8 +13,10 @@ mod router_tests;
 mod routers;
 pub mod split;
 mod table;
+mod transaction;
 
 pub use error::RouteError;
 pub use fast::{Started, Unsettled};
 pub use router::{RouteSettings, Router};
 pub use routers::Routers;
+pub use transaction::{Reservation, Reserved};

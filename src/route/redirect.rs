@@ -39,6 +39,12 @@ pub fn is_redirect(reply: &Reply) -> bool {
     })
 }
 
+/// A blocked command released unanswered because its node stopped being a master: it popped
+/// nothing, so it may be sent to the new master.
+pub fn is_unblocked(reply: &Reply) -> bool {
+    reply.error().is_some_and(|e| e.starts_with(b"UNBLOCKED"))
+}
+
 /// Errors that mean the cluster itself is reconfiguring: worth a slot map refresh.
 pub fn is_cluster_down(reply: &Reply) -> bool {
     reply.error().is_some_and(|e| e.starts_with(b"CLUSTERDOWN"))

@@ -13,7 +13,7 @@ use super::follow::{Follow, Next};
 use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::split::{self, Split};
 use super::table::RouteTable;
-use crate::backend::{BackendError, Node, Pool};
+use crate::backend::{BackendError, Node, Pool, Purpose};
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
 use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
@@ -36,9 +36,9 @@ pub struct RouteSettings {
 pub struct Router {
     pub(super) table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
-    pool: Pool,
+    pub(super) pool: Pool,
     trigger: RefreshTrigger,
-    settings: RouteSettings,
+    pub(super) settings: RouteSettings,
     metrics: Arc<Metrics>,
     disruptions: Arc<Disruptions>,
 }
@@ -86,6 +86,9 @@ impl Router {
     /// requests are the session's to answer.
     /// `turn` says when a request may be sent a second time, after a redirection or a hold.
     pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize, turn: Turn) -> Reply {
+        if plan.traits.blocking() {
+            return self.blocking(req, plan, turn).await;
+        }
         let how = Delivery {
             affinity,
             replay_safe: plan.traits.replay_safe(),
@@ -96,7 +99,7 @@ impl Router {
             Action::AnyMaster => self.any_master(req.to_resp(), affinity).await,
             Action::Split(kind) => self.split(req, kind, how).await,
             Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
-            Action::Local(_) | Action::Reject(_) => {
+            Action::Local(_) | Action::Transaction(_) | Action::Reject(_) => {
                 Err(RouteError::UnexpectedReply("a request for the session"))
             }
         };
@@ -202,8 +205,10 @@ impl Router {
         how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
         let follow = self.follow_for(slot, how.replay_safe);
-        self.follow(follow, bytes, how.affinity, None, how.turn)
-            .await
+        let via = Via::Shared {
+            affinity: how.affinity,
+        };
+        self.follow(follow, bytes, via, None, how.turn).await
     }
 
     pub(super) fn follow_for(&self, slot: Slot, replay_safe: bool) -> Follow {
@@ -217,7 +222,7 @@ impl Router {
         &self,
         mut follow: Follow,
         bytes: Bytes,
-        affinity: usize,
+        via: Via,
         mut first: Option<(Arc<Node>, Result<Reply, BackendError>)>,
         turn: &Turn,
     ) -> Result<Reply, RouteError> {
@@ -233,7 +238,7 @@ impl Router {
                     sent_before = true;
                     match self.target(&mut follow) {
                         Some((node, asking)) => {
-                            let sent = send_once(&node, &bytes, asking, affinity).await;
+                            let sent = self.attempt(via, &node, &bytes, asking).await;
                             self.settle(&mut follow, &node, sent)
                         }
                         None => follow.unserved(),
@@ -261,6 +266,60 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// One attempt at `node`; `asking` sends `ASKING` first, in the same write, and skips its
+    /// `+OK`.
+    async fn attempt(
+        &self,
+        via: Via,
+        node: &Node,
+        bytes: &Bytes,
+        asking: bool,
+    ) -> Result<Reply, BackendError> {
+        let (bytes, skip) = match asking {
+            false => (bytes.clone(), 0),
+            true => {
+                let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
+                b.extend_from_slice(ASKING);
+                b.extend_from_slice(bytes);
+                (b.freeze(), 1)
+            }
+        };
+        match via {
+            Via::Shared { affinity } => node.send(bytes, skip, affinity).await,
+            Via::Blocking => {
+                let dedicate = self.pool.dedicate();
+                let conn = dedicate.open(node.addr(), Purpose::Blocking).await?;
+                conn.send(bytes, skip).await
+            }
+        }
+    }
+
+    /// Runs a command that may block, as one Redis server would for this client: after every
+    /// earlier request of the client is answered, and on a connection of its own, exempt from
+    /// the operation timeout, so it never delays another client. Followed like any request: a
+    /// redirection, or `UNBLOCKED` when its master turns replica in a failover (nothing was
+    /// popped), sends it again to the slot's owner.
+    pub async fn blocking(&self, req: &Request, plan: Plan, turn: Turn) -> Reply {
+        turn.wait().await;
+        let result = match plan.action {
+            Action::Keyed(keys) => match split::one_slot(req.args(), keys) {
+                Ok(Some(slot)) => {
+                    let follow = self.follow_for(slot, plan.traits.replay_safe());
+                    self.follow(follow, req.to_resp(), Via::Blocking, None, &turn)
+                        .await
+                }
+                Ok(None) => Err(RouteError::UnexpectedReply(
+                    "a blocking command without keys",
+                )),
+                Err(split::CrossSlot) => Err(RouteError::CrossSlot),
+            },
+            _ => Err(RouteError::UnexpectedReply(
+                "a blocking command without keys",
+            )),
+        };
+        self.answer(result)
     }
 
     /// Where the next attempt goes: a redirection's target, else the slot's master in the map.
@@ -306,7 +365,7 @@ impl Router {
     }
 
     /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.
-    fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
+    pub(super) fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
         if !self.table.load().already_routes(slot, addr) {
             self.disruptions.disrupted();
             self.table.rcu(|cur| {
@@ -356,18 +415,12 @@ struct Delivery<'a> {
     turn: &'a Turn,
 }
 
-/// One attempt at `node`; `asking` sends `ASKING` first, in the same write, and skips its `+OK`.
-async fn send_once(
-    node: &Node,
-    bytes: &Bytes,
-    asking: bool,
-    affinity: usize,
-) -> Result<Reply, BackendError> {
-    if !asking {
-        return node.send(bytes.clone(), 0, affinity).await;
-    }
-    let mut b = BytesMut::with_capacity(ASKING.len() + bytes.len());
-    b.extend_from_slice(ASKING);
-    b.extend_from_slice(bytes);
-    node.send(b.freeze(), 1, affinity).await
+/// Which connection an attempt goes on.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Via {
+    /// The shared, pipelined connection `affinity` picks: keeps one client's order per node.
+    Shared { affinity: usize },
+    /// A connection of the request's own, for a command that may block; closed after its reply,
+    /// so dropping the request (its client left) cancels the command on the node.
+    Blocking,
 }

@@ -102,6 +102,31 @@ impl Proxy {
         (status, body)
     }
 
+    /// The value of one series on `/metrics`, e.g. `slotgate_dedicated_connections`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics");
+        body.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+    }
+
+    /// Waits until `series` reads `want`, panicking with its last value after `timeout`.
+    pub fn wait_metric(&self, series: &str, want: f64, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let now = self.metric(series);
+            if now == Some(want) {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{series} is {now:?}, not {want}, after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn wait_ready(&self, timeout: Duration) {
         let start = Instant::now();
         while self.http_get("/readyz").0 != 200 {

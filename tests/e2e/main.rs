@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blocking;
 mod families;
 mod local;
 mod migration;
@@ -12,6 +13,7 @@ mod multikey;
 mod pipeline;
 mod raw;
 mod shards;
+mod transactions;
 
 use std::sync::OnceLock;
 

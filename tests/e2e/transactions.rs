@@ -1,0 +1,164 @@
+//! MULTI/EXEC/DISCARD/WATCH through slotgate, for keys of one slot (hash tags), as on one Redis
+//! server: each client's transaction runs on a connection of its own.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::common::proxy::Proxy;
+use crate::{env, q, q_err};
+
+/// A proxy of the test's own in front of the shared cluster, for counting its connections.
+pub fn own_proxy(tweak: impl FnOnce(&mut slotgate::config::Config)) -> Proxy {
+    Proxy::start(vec![env().cluster.seed_addr()], tweak)
+}
+
+fn ok() -> Value {
+    Value::Okay
+}
+
+fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+}
+
+fn queued() -> Value {
+    Value::SimpleString("QUEUED".into())
+}
+
+#[test]
+fn a_transaction_runs_its_commands_in_order() {
+    let mut c = env().proxy.client();
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["SET", "{tx1}a", "1"]), queued());
+    assert_eq!(q(&mut c, &["INCR", "{tx1}a"]), queued());
+    assert_eq!(q(&mut c, &["GET", "{tx1}a"]), queued());
+    assert_eq!(
+        q(&mut c, &["EXEC"]),
+        Value::Array(vec![ok(), Value::Int(2), bulk("2")])
+    );
+    // Without keys it runs anywhere.
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["PING"]), queued());
+    assert_eq!(
+        q(&mut c, &["EXEC"]),
+        Value::Array(vec![Value::SimpleString("PONG".into())])
+    );
+}
+
+#[test]
+fn watch_then_a_change_by_another_client_aborts_exec() {
+    let mut c = env().proxy.client();
+    let mut other = env().proxy.client();
+    q(&mut c, &["SET", "{tx2}w", "0"]);
+    assert_eq!(q(&mut c, &["WATCH", "{tx2}w"]), ok());
+    assert_eq!(q(&mut other, &["SET", "{tx2}w", "theirs"]), ok());
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx2}w", "mine"]);
+    assert_eq!(q(&mut c, &["EXEC"]), Value::Nil);
+    assert_eq!(q(&mut c, &["GET", "{tx2}w"]), bulk("theirs"));
+    // Unchanged, it runs.
+    assert_eq!(q(&mut c, &["WATCH", "{tx2}w"]), ok());
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx2}w", "mine"]);
+    assert_eq!(q(&mut c, &["EXEC"]), Value::Array(vec![ok()]));
+    assert_eq!(q(&mut c, &["GET", "{tx2}w"]), bulk("mine"));
+}
+
+#[test]
+fn a_queued_error_makes_exec_abort() {
+    let mut c = env().proxy.client();
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx3}a", "1"]);
+    let e = q_err(&mut c, &["GET"]);
+    assert!(e.contains("wrong number of arguments"), "{e}");
+    let e = q_err(&mut c, &["EXEC"]);
+    assert!(e.contains("Transaction discarded"), "{e}");
+    assert_eq!(q(&mut c, &["GET", "{tx3}a"]), Value::Nil);
+}
+
+#[test]
+fn another_slot_inside_multi_is_crossslot_and_aborts() {
+    let mut c = env().proxy.client();
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx4}a", "1"]);
+    let e = q_err(&mut c, &["SET", "{tx4x}b", "1"]);
+    assert!(e.contains("hash to the same slot"), "{e}");
+    let e = q_err(&mut c, &["EXEC"]);
+    assert!(e.contains("Transaction discarded"), "{e}");
+    assert_eq!(q(&mut c, &["GET", "{tx4}a"]), Value::Nil);
+    let e = q_err(&mut c, &["WATCH", "{tx4}a", "{tx4x}b"]);
+    assert!(e.contains("hash to the same slot"), "{e}");
+}
+
+#[test]
+fn discard_drops_the_queue_and_the_errors_match_redis() {
+    let mut c = env().proxy.client();
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx5}d", "1"]);
+    assert_eq!(q(&mut c, &["DISCARD"]), ok());
+    assert_eq!(q(&mut c, &["GET", "{tx5}d"]), Value::Nil);
+    assert!(q_err(&mut c, &["EXEC"]).contains("EXEC without MULTI"));
+    assert!(q_err(&mut c, &["DISCARD"]).contains("DISCARD without MULTI"));
+    q(&mut c, &["MULTI"]);
+    assert!(q_err(&mut c, &["MULTI"]).contains("MULTI calls can not be nested"));
+    assert!(q_err(&mut c, &["WATCH", "{tx5}d"]).contains("WATCH inside MULTI is not allowed"));
+    assert_eq!(q(&mut c, &["DISCARD"]), ok());
+}
+
+/// An optimistic-locking counter: 20 clients each add 1 twenty times with WATCH/GET/MULTI/SET/
+/// EXEC, retrying when EXEC says another client got there first. The count must be exact, and
+/// every reserved connection closed afterwards.
+#[test]
+fn twenty_clients_count_exactly_with_watch() {
+    let proxy = own_proxy(|_| {});
+    let proxy = &proxy;
+    q(&mut proxy.client(), &["SET", "{tx6}n", "0"]);
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let client = proxy.client();
+            std::thread::spawn(move || {
+                let mut c = client;
+                for _ in 0..20 {
+                    loop {
+                        q(&mut c, &["WATCH", "{tx6}n"]);
+                        let n: i64 = redis::cmd("GET").arg("{tx6}n").query(&mut c).unwrap();
+                        q(&mut c, &["MULTI"]);
+                        q(&mut c, &["SET", "{tx6}n", &(n + 1).to_string()]);
+                        if q(&mut c, &["EXEC"]) != Value::Nil {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(q(&mut proxy.client(), &["GET", "{tx6}n"]), bulk("400"));
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        0.0,
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn reset_and_disconnect_close_the_reserved_connection() {
+    let proxy = own_proxy(|_| {});
+    let mut c = proxy.client();
+    q(&mut c, &["WATCH", "{tx7}a"]);
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx7}a", "1"]);
+    assert_eq!(q(&mut c, &["RESET"]), Value::SimpleString("RESET".into()));
+    assert!(q_err(&mut c, &["EXEC"]).contains("EXEC without MULTI"));
+    assert_eq!(q(&mut c, &["GET", "{tx7}a"]), Value::Nil);
+    q(&mut c, &["WATCH", "{tx7}a"]);
+    assert_eq!(proxy.metric("slotgate_dedicated_connections"), Some(1.0));
+    drop(c);
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        0.0,
+        Duration::from_secs(10),
+    );
+}
