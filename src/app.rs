@@ -190,6 +190,7 @@ fn session_settings(config: &Config, port: u16) -> SessionSettings {
         max_clients: config.max_clients,
         idle_timeout: config.client.idle_timeout(),
         limits: limits(config),
+        output: config.client.output_limits(),
         port,
     }
 }

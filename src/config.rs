@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::OutputLimits;
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 /// Upper bound of `protocol.max_bulk_len`: Redis itself caps `proto-max-bulk-len` well below
@@ -121,6 +123,15 @@ pub struct ClientConfig {
     /// Seconds a client may stay silent before it is disconnected; 0 never disconnects, matching
     /// Redis's own `timeout 0` default, because pooled clients are often idle for long stretches.
     pub idle_timeout_secs: u64,
+    /// Bytes of replies a client may leave unread in slotgate before it is disconnected, as
+    /// Redis' `client-output-buffer-limit` hard limit. Also bounds one reply: raise it for
+    /// values bigger than this.
+    pub output_buffer_hard_bytes: usize,
+    /// Bytes of unread replies that, held for `output_buffer_soft_secs` without a break, also
+    /// disconnect the client; 0 turns the soft limit off. Above it (or half the hard limit) the
+    /// client's requests are not read until it reads its replies.
+    pub output_buffer_soft_bytes: usize,
+    pub output_buffer_soft_secs: u64,
 }
 
 impl Default for ClientConfig {
@@ -128,11 +139,40 @@ impl Default for ClientConfig {
         Self {
             max_pipeline: 1024,
             idle_timeout_secs: 0,
+            output_buffer_hard_bytes: 256 * MIB,
+            output_buffer_soft_bytes: 64 * MIB,
+            output_buffer_soft_secs: 60,
         }
     }
 }
 
 impl ClientConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_at_least(
+            "client.output_buffer_hard_bytes",
+            self.output_buffer_hard_bytes,
+            64 * KIB,
+        )?;
+        if self.output_buffer_soft_bytes > self.output_buffer_hard_bytes {
+            return Err(invalid(
+                "client.output_buffer_soft_bytes",
+                format!(
+                    "{} is above client.output_buffer_hard_bytes ({})",
+                    self.output_buffer_soft_bytes, self.output_buffer_hard_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn output_limits(&self) -> OutputLimits {
+        OutputLimits {
+            hard: self.output_buffer_hard_bytes,
+            soft: self.output_buffer_soft_bytes,
+            soft_for: Duration::from_secs(self.output_buffer_soft_secs),
+        }
+    }
+
     /// `None` when idle clients are never disconnected, so callers cannot mistake 0 for "at once".
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
@@ -346,6 +386,7 @@ impl Config {
         check_at_least("max_clients", self.max_clients, 1)?;
 
         check_range("client.max_pipeline", self.client.max_pipeline, 1, 65_536)?;
+        self.client.validate()?;
         self.backend.validate()?;
         self.topology.validate()?;
         self.protocol.validate()?;
@@ -626,6 +667,11 @@ mod tests {
         rejects_max_clients_zero: "max_clients: 0" => "max_clients";
         rejects_max_pipeline_zero: "client: {max_pipeline: 0}" => "client.max_pipeline";
         rejects_max_pipeline_too_large: "client: {max_pipeline: 65537}" => "client.max_pipeline";
+        rejects_tiny_output_buffer:
+            "client: {output_buffer_hard_bytes: 100}" => "client.output_buffer_hard_bytes";
+        rejects_soft_output_buffer_above_hard:
+            "client: {output_buffer_hard_bytes: 1048576, output_buffer_soft_bytes: 2097152}"
+                => "client.output_buffer_soft_bytes";
         rejects_connections_per_node_zero:
             "backend: {connections_per_node: 0}" => "backend.connections_per_node";
         rejects_connections_per_node_too_large:

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod budget;
 pub mod cli;
 pub mod cluster;
 pub mod command;

@@ -21,6 +21,7 @@ use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use prometheus::IntGauge;
 
+use crate::budget::Budget;
 use crate::metrics::Metrics;
 use crate::protocol::{ProtocolError, Reply, ReplyCodec};
 
@@ -52,6 +53,8 @@ pub(crate) struct Pending {
     pub bytes: Bytes,
     pub skip: u8,
     pub reply: ReplySender,
+    /// The client's output budget: its reply counts there from the moment it arrives.
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// A waiter for a reply. Dropping one (when the connection dies) tells its caller the connection
@@ -59,6 +62,7 @@ pub(crate) struct Pending {
 struct Waiter {
     skip: u8,
     reply: ReplySender,
+    budget: Option<Arc<Budget>>,
 }
 
 /// The sending side of one connection. Cloned senders keep the driver alive; when the last one is
@@ -319,6 +323,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             permit.send(Waiter {
                 skip: p.skip,
                 reply: p.reply,
+                budget: p.budget,
             });
             batch.push(p.bytes);
             if batch.is_full() && batch.write_to(&mut wr).await.is_err() {
@@ -395,8 +400,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
             *current = Some(w);
             continue;
         }
-        // The caller may be gone (its client disconnected); the reply is simply dropped.
-        let _ = w.reply.send(Ok(reply));
+        deliver(w, reply);
+    }
+}
+
+/// Hands `reply` to its caller, counting it against the caller's budget while it waits there.
+/// A reply that would take its client over its hard limit is dropped here: that client is being
+/// cut off, and holding the reply is what the limit is there to prevent.
+fn deliver(w: Waiter, reply: Reply) {
+    let len = reply.bytes().len();
+    if let Some(budget) = &w.budget {
+        if !budget.arrived(len) {
+            return;
+        }
+    }
+    // The caller may be gone (its client disconnected); the reply is simply dropped.
+    if w.reply.send(Ok(reply)).is_err() {
+        if let Some(budget) = &w.budget {
+            budget.taken(len);
+        }
     }
 }
 
@@ -521,7 +543,12 @@ mod tests {
             let (reply, answer) = oneshot::channel();
             let bytes = Bytes::copy_from_slice(bytes);
             let conn = self.conn.as_ref().unwrap();
-            assert!(conn.try_enqueue(Pending { bytes, skip, reply }));
+            assert!(conn.try_enqueue(Pending {
+                bytes,
+                skip,
+                reply,
+                budget: None,
+            }));
             answer
         }
 

@@ -58,12 +58,13 @@ impl Dedicated {
             bytes,
             skip,
             reply: tx,
+            budget: None,
         };
         self.conn
             .enqueue(pending)
             .await
             .map_err(|()| unavailable())?;
-        outcome(&self.addr, self.op_timeout, rx.await)
+        outcome(&self.addr, self.op_timeout, None, rx.await)
     }
 
     /// Sends every command in `commands` at once, in order, and returns each one's reply: what a
@@ -76,6 +77,7 @@ impl Dedicated {
                 bytes,
                 skip: 0,
                 reply: tx,
+                budget: None,
             };
             let queued = self.conn.enqueue(pending).await.is_ok();
             answers.push(queued.then_some(rx));
@@ -83,7 +85,7 @@ impl Dedicated {
         let mut replies = Vec::with_capacity(answers.len());
         for answer in answers {
             replies.push(match answer {
-                Some(rx) => outcome(&self.addr, self.op_timeout, rx.await),
+                Some(rx) => outcome(&self.addr, self.op_timeout, None, rx.await),
                 None => Err(BackendError::Unavailable {
                     addr: self.addr.clone(),
                 }),

@@ -15,6 +15,7 @@ use super::conn::{Conn, Failure, Pending};
 use super::error::BackendError;
 use super::health::Health;
 use super::settings::BackendSettings;
+use crate::budget::Budget;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
 use crate::protocol::Reply;
@@ -61,25 +62,33 @@ impl Node {
     ///
     /// Like every request, it has no timer of its own: a node that stops answering is caught by
     /// its connection's hung-node check, which fails every request waiting on it as timed out.
-    pub fn try_send(&self, bytes: Bytes, affinity: usize) -> Option<PendingReply> {
+    pub fn try_send(
+        &self,
+        bytes: Bytes,
+        affinity: usize,
+        budget: Option<&Arc<Budget>>,
+    ) -> Option<PendingReply> {
         let conn = &self.conns[affinity % self.conns.len()];
         let (tx, rx) = oneshot::channel();
         let queued = conn.try_enqueue(Pending {
             bytes,
             skip: 0,
             reply: tx,
+            budget: budget.cloned(),
         });
         queued.then_some(PendingReply { rx })
     }
 
     /// Sends `bytes` (one or more commands) and returns the reply of the last one, discarding the
     /// first `skip` replies. `affinity` picks the connection: one client always uses the same one,
-    /// so its commands to this node run in the order it sent them.
+    /// so its commands to this node run in the order it sent them. The reply counts against
+    /// `budget` (the client's) until this returns it.
     pub async fn send(
         &self,
         bytes: Bytes,
         skip: u8,
         affinity: usize,
+        budget: Option<&Arc<Budget>>,
     ) -> Result<Reply, BackendError> {
         let conn = &self.conns[affinity % self.conns.len()];
         let (tx, rx) = oneshot::channel();
@@ -87,24 +96,32 @@ impl Node {
             bytes,
             skip,
             reply: tx,
+            budget: budget.cloned(),
         })
         .await
         .map_err(|()| BackendError::Unavailable {
             addr: self.addr.clone(),
         })?;
-        outcome(&self.addr, self.op_timeout, rx.await)
+        outcome(&self.addr, self.op_timeout, budget.map(|b| &**b), rx.await)
     }
 }
 
 /// What a connection's answer means to the caller; see [`Failure`].
+/// A reply is taken off `budget` here, where its caller gets it.
 pub(super) fn outcome(
     addr: &NodeAddr,
     op_timeout: Duration,
+    budget: Option<&Budget>,
     answer: Result<Result<Reply, Failure>, oneshot::error::RecvError>,
 ) -> Result<Reply, BackendError> {
     let addr = || addr.clone();
     match answer {
-        Ok(Ok(reply)) => Ok(reply),
+        Ok(Ok(reply)) => {
+            if let Some(budget) = budget {
+                budget.taken(reply.bytes().len());
+            }
+            Ok(reply)
+        }
         Ok(Err(Failure::NotSent)) => Err(BackendError::Unavailable { addr: addr() }),
         Ok(Err(Failure::TimedOut)) => Err(BackendError::Timeout {
             addr: addr(),
@@ -121,14 +138,16 @@ pub struct PendingReply {
 }
 
 impl PendingReply {
-    /// `node` is the one the request went to; it names the node in errors.
+    /// `node` is the one the request went to; it names the node in errors. `budget` is the one
+    /// the request was sent with.
     pub fn poll_reply(
         &mut self,
         cx: &mut Context<'_>,
         node: &Node,
+        budget: Option<&Budget>,
     ) -> Poll<Result<Reply, BackendError>> {
         Pin::new(&mut self.rx)
             .poll(cx)
-            .map(|answer| outcome(&node.addr, node.op_timeout, answer))
+            .map(|answer| outcome(&node.addr, node.op_timeout, budget, answer))
     }
 }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 
+use crate::budget::Budget;
 use crate::order::{Line, Turn};
 use crate::protocol::{Reply, Request};
 use crate::route::{Router, Started};
@@ -44,10 +45,14 @@ pub(super) struct Inflight {
     done: VecDeque<Reply>,
     router: Arc<Router>,
     affinity: usize,
+    /// The client's output budget: fast-path replies count there until taken.
+    budget: Arc<Budget>,
+    /// Bytes of the replies in `Ready` entries and in `done`.
+    held: usize,
 }
 
 impl Inflight {
-    pub fn new(router: Arc<Router>, affinity: usize) -> Inflight {
+    pub fn new(router: Arc<Router>, affinity: usize, budget: Arc<Budget>) -> Inflight {
         Inflight {
             queue: VecDeque::new(),
             pushed: 0,
@@ -56,7 +61,18 @@ impl Inflight {
             done: VecDeque::new(),
             router,
             affinity,
+            budget,
+            held: 0,
         }
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// Bytes of finished replies waiting here for their turn to be written.
+    pub fn held(&self) -> usize {
+        self.held
     }
 
     pub fn len(&self) -> usize {
@@ -68,6 +84,7 @@ impl Inflight {
     }
 
     pub fn ready(&mut self, reply: Reply) {
+        self.held += reply.bytes().len();
         self.push(Entry::Ready(reply));
     }
 
@@ -117,7 +134,10 @@ impl Stream for Inflight {
         // Skipping an empty set matters: polling it still registers the waker, on every reply.
         while !this.tasks.is_empty() {
             match this.tasks.poll_next_unpin(cx) {
-                Poll::Ready(Some(reply)) => this.done.push_back(reply),
+                Poll::Ready(Some(reply)) => {
+                    this.held += reply.bytes().len();
+                    this.done.push_back(reply);
+                }
                 _ => break,
             }
         }
@@ -130,12 +150,16 @@ impl Stream for Inflight {
                     let Some(Entry::Ready(reply)) = this.queue.pop_front() else {
                         unreachable!("the head was just matched as ready");
                     };
+                    this.held -= reply.bytes().len();
                     this.line.advance();
                     return Poll::Ready(Some(reply));
                 }
                 Entry::Task => {
                     return match this.done.pop_front() {
-                        Some(reply) => this.pop(reply),
+                        Some(reply) => {
+                            this.held -= reply.bytes().len();
+                            this.pop(reply)
+                        }
                         None => Poll::Pending,
                     }
                 }
@@ -143,19 +167,22 @@ impl Stream for Inflight {
                     let reply = std::task::ready!(future.as_mut().poll(cx));
                     return this.pop(reply);
                 }
-                Entry::Fast { started, .. } => match std::task::ready!(started.poll_settled(cx)) {
-                    Ok(reply) => return this.pop(reply),
-                    Err(unsettled) => {
-                        let Entry::Fast { req, .. } = std::mem::replace(head, Entry::Task) else {
-                            unreachable!("the head was just matched as fast");
-                        };
-                        let router = this.router.clone();
-                        let affinity = this.affinity;
-                        *head = Entry::Resumed(Box::pin(async move {
-                            router.resume(&req, unsettled, affinity).await
-                        }));
+                Entry::Fast { started, .. } => {
+                    match std::task::ready!(started.poll_settled(cx, Some(&this.budget))) {
+                        Ok(reply) => return this.pop(reply),
+                        Err(unsettled) => {
+                            let Entry::Fast { req, .. } = std::mem::replace(head, Entry::Task)
+                            else {
+                                unreachable!("the head was just matched as fast");
+                            };
+                            let (router, budget) = (this.router.clone(), this.budget.clone());
+                            let affinity = this.affinity;
+                            *head = Entry::Resumed(Box::pin(async move {
+                                router.resume(&req, unsettled, affinity, Some(budget)).await
+                            }));
+                        }
                     }
-                },
+                }
             }
         }
     }
@@ -201,7 +228,12 @@ mod tests {
         router.install(&all_slots_at(&owner));
 
         let table = CommandTable::builtin();
-        let mut inflight = Inflight::new(router.clone(), 0);
+        let budget = Arc::new(Budget::new(crate::budget::OutputLimits {
+            hard: 1 << 20,
+            soft: 0,
+            soft_for: std::time::Duration::ZERO,
+        }));
+        let mut inflight = Inflight::new(router.clone(), 0, budget.clone());
         for words in [
             &["SET", "k", "1"][..],
             &["MSET", "k", "2", "other", "3"],
@@ -209,12 +241,12 @@ mod tests {
         ] {
             let req = request(words);
             let plan = table.classify(&req);
-            match router.start(&req, plan, 0) {
+            match router.start(&req, plan, 0, &budget) {
                 Some(started) => inflight.fast(req, started),
                 None => {
                     let (router, turn) = (router.clone(), inflight.next_turn());
                     inflight.task(Box::pin(async move {
-                        router.execute(&req, plan, 0, turn).await
+                        router.execute(&req, plan, 0, turn, None).await
                     }));
                 }
             }

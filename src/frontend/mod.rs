@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub use listener::serve;
 
+use crate::budget::OutputLimits;
 use crate::metrics::Metrics;
 use crate::protocol::Limits;
 use crate::route::Router;
@@ -24,6 +25,8 @@ pub struct SessionSettings {
     pub max_clients: usize,
     pub idle_timeout: Option<Duration>,
     pub limits: Limits,
+    /// How many bytes of unread replies a client may leave in slotgate.
+    pub output: OutputLimits,
     /// Reported by INFO.
     pub port: u16,
 }

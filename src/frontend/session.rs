@@ -18,6 +18,7 @@ use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
 use super::transaction::Transaction;
 use super::Frontend;
+use crate::budget::{Breach, Budget};
 use crate::command::{Action, LocalCommand, TxnCommand};
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::Router;
@@ -40,7 +41,11 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             id,
             ..Default::default()
         },
-        inflight: Inflight::new(fe.router.clone(), affinity),
+        inflight: Inflight::new(
+            fe.router.clone(),
+            affinity,
+            Arc::new(Budget::new(fe.settings.output)),
+        ),
         affinity,
         reading: true,
         disruptions: 0,
@@ -54,15 +59,33 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let idle = fe.settings.idle_timeout;
     let idle_sleep = tokio::time::sleep(idle.unwrap_or(std::time::Duration::MAX / 4));
     tokio::pin!(idle_sleep);
-    loop {
+    let budget = session.inflight.budget().clone();
+    let pause_at = fe.settings.output.pause_at();
+    // Ends once the client has nothing more to say and every reply it is owed is written.
+    while session.reading || !session.inflight.is_empty() || !session.parked.is_empty() {
         tokio::select! {
             biased;
+            breach = budget.breached() => {
+                session.cut_off(breach);
+                break;
+            }
             Some(reply) = session.inflight.next(), if !session.inflight.is_empty() => {
-                if session.write_replies(reply, &mut wr, &mut out).await.is_err() {
+                // A client that does not read can leave this write pending for ever: its limits
+                // are watched meanwhile.
+                let written = tokio::select! {
+                    written = session.write_replies(reply, &mut wr, &mut out) => written.is_ok(),
+                    breach = budget.breached() => {
+                        session.cut_off(breach);
+                        false
+                    }
+                };
+                if !written {
                     break;
                 }
             }
-            next = requests.next(), if session.reading && session.inflight.len() + session.parked.len() < max_pipeline => {
+            next = requests.next(), if session.reading
+                && session.inflight.len() + session.parked.len() < max_pipeline
+                && budget.total() < pause_at => {
                 if let (Some(Ok(_)), Some(d)) = (&next, idle) {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                 }
@@ -95,20 +118,6 @@ fn runs_now_in_multi(action: Action) -> bool {
             TxnCommand::Multi | TxnCommand::Exec | TxnCommand::Discard | TxnCommand::Watch
         ) | Action::Local(LocalCommand::Quit | LocalCommand::Reset)
     )
-}
-
-/// Appends a reply to the batch, writing large ones (and the batch before them) directly.
-async fn push(wr: &mut OwnedWriteHalf, out: &mut BytesMut, reply: Reply) -> std::io::Result<()> {
-    let bytes = reply.bytes();
-    if bytes.len() < DIRECT_WRITE {
-        out.extend_from_slice(bytes);
-        return Ok(());
-    }
-    if !out.is_empty() {
-        wr.write_all(out).await?;
-        out.clear();
-    }
-    wr.write_all(bytes).await
 }
 
 struct Session {
@@ -144,19 +153,50 @@ impl Session {
         let mut next = Some(first);
         while let Some(reply) = next {
             self.count(&reply);
-            push(wr, out, reply).await?;
+            let bytes = reply.bytes();
+            if bytes.len() < DIRECT_WRITE {
+                out.extend_from_slice(bytes);
+            } else {
+                // Large replies are written straight from their buffer, after the batch so far.
+                self.hold(out.len() + bytes.len());
+                if !out.is_empty() {
+                    wr.write_all(out).await?;
+                    out.clear();
+                }
+                wr.write_all(bytes).await?;
+            }
             next = self.inflight.next().now_or_never().flatten();
         }
         self.publish_counts();
+        self.hold(out.len());
         if !out.is_empty() {
             wr.write_all(out).await?;
         }
         out.clear();
+        self.hold(0);
         if self.inflight.is_empty() {
             self.blocked = false;
             self.dispatch_parked();
         }
         Ok(())
+    }
+
+    /// Tells the budget what the session holds: replies waiting in the queue, and `writing` bytes
+    /// on their way to the socket.
+    fn hold(&self, writing: usize) {
+        self.inflight.budget().hold(self.inflight.held() + writing);
+    }
+
+    /// Disconnects a client whose unread replies broke a limit, as Redis does.
+    fn cut_off(&self, breach: Breach) {
+        let budget = self.inflight.budget();
+        tracing::warn!(
+            client = self.client.id,
+            limit = breach.label(),
+            bytes = budget.total(),
+            "client does not read its replies; disconnected at its output buffer limit"
+        );
+        self.fe.metrics.output_limit_disconnects(breach.label());
     }
 
     /// Dispatches parked requests in order until one has to wait again.
@@ -264,15 +304,17 @@ impl Session {
             }
             _ => {
                 let affinity = self.affinity;
-                if let Some(started) = self.fe.router.start(&req, plan, affinity) {
+                let budget = self.inflight.budget();
+                if let Some(started) = self.fe.router.start(&req, plan, affinity, budget) {
                     self.inflight.fast(req, started);
                     return;
                 }
                 self.blocked = plan.traits.blocking();
                 let router = self.fe.router.clone();
                 let turn = self.inflight.next_turn();
+                let budget = Some(budget.clone());
                 self.inflight.task(Box::pin(async move {
-                    router.execute(&req, plan, affinity, turn).await
+                    router.execute(&req, plan, affinity, turn, budget).await
                 }));
             }
         }

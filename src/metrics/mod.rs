@@ -85,6 +85,8 @@ pub struct Metrics {
     pub backend_reconnects_total: IntCounter,
     /// Client input that was not valid RESP or broke a protocol limit.
     pub protocol_errors_total: IntCounter,
+    /// Clients disconnected for leaving too many bytes of replies unread, by the limit broken.
+    output_limit: IntCounterVec,
     /// Error replies slotgate made itself, by kind (one of [`ERROR_KINDS`]); errors the nodes
     /// sent (WRONGTYPE, ...) are passed through and counted only in `requests_error`.
     errors: IntCounterVec,
@@ -133,6 +135,14 @@ impl Metrics {
         for kind in ERROR_KINDS {
             errors.with_label_values(&[kind]);
         }
+        let output_limit = family(
+            "slotgate_output_limit_disconnects_total",
+            "Clients disconnected at their output buffer limit, by the limit broken.",
+            "limit",
+        );
+        for limit in ["hard", "soft"] {
+            output_limit.with_label_values(&[limit]);
+        }
 
         Self {
             client_connections: gauge(
@@ -170,8 +180,14 @@ impl Metrics {
                 "Client input rejected as invalid RESP or over a limit.",
             ),
             errors,
+            output_limit,
             registry,
         }
+    }
+
+    /// Counts a client disconnected at its `limit` ("hard" or "soft").
+    pub fn output_limit_disconnects(&self, limit: &'static str) {
+        self.output_limit.with_label_values(&[limit]).inc();
     }
 
     /// Counts one error reply of `kind`. A hash lookup rather than a pre-resolved child: errors
@@ -235,6 +251,7 @@ mod tests {
                 "slotgate_client_connections_total",
                 "slotgate_dedicated_connections",
                 "slotgate_errors_total",
+                "slotgate_output_limit_disconnects_total",
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",
                 "slotgate_requests_total",

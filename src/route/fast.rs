@@ -12,6 +12,7 @@ use super::redirect;
 use super::router::{Router, Via};
 use super::split;
 use crate::backend::{BackendError, Node, PendingReply};
+use crate::budget::Budget;
 use crate::cluster::Slot;
 use crate::command::{Action, Plan};
 use crate::order::Turn;
@@ -35,8 +36,13 @@ pub struct Unsettled {
 
 impl Started {
     /// `Ready(Ok)` is the client's reply; `Ready(Err)` must go to [`Router::resume`].
-    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Result<Reply, Unsettled>> {
-        let outcome = std::task::ready!(self.reply.poll_reply(cx, &self.node));
+    /// `budget` is the one the request was started with.
+    pub fn poll_settled(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: Option<&Budget>,
+    ) -> Poll<Result<Reply, Unsettled>> {
+        let outcome = std::task::ready!(self.reply.poll_reply(cx, &self.node, budget));
         Poll::Ready(match outcome {
             Ok(reply) if is_final(&reply) => Ok(reply),
             outcome => Err(Unsettled {
@@ -60,7 +66,13 @@ impl Router {
     /// (nothing sent) for [`Router::execute`] to handle: no keys, keys in several slots, no known
     /// master, or a full connection queue. Falling back keeps a client's order: a full queue
     /// refuses every later request too until the slow path's waiting send gets in first.
-    pub fn start(&self, req: &Request, plan: Plan, affinity: usize) -> Option<Started> {
+    pub fn start(
+        &self,
+        req: &Request,
+        plan: Plan,
+        affinity: usize,
+        budget: &Arc<Budget>,
+    ) -> Option<Started> {
         let Action::Keyed(keys) = plan.action else {
             return None;
         };
@@ -69,7 +81,7 @@ impl Router {
         }
         let slot = split::one_slot(req.args(), keys).ok()??;
         let node = self.table.load().master_for(slot)?.clone();
-        let reply = node.try_send(req.to_resp(), affinity)?;
+        let reply = node.try_send(req.to_resp(), affinity, Some(budget))?;
         Some(Started {
             slot,
             replay_safe: plan.traits.replay_safe(),
@@ -80,7 +92,13 @@ impl Router {
 
     /// Takes over a fast-path request whose outcome needs redirections, holding or a replay. It is
     /// at the head of its client's queue by now, so its turn has come.
-    pub async fn resume(&self, req: &Request, unsettled: Unsettled, affinity: usize) -> Reply {
+    pub async fn resume(
+        &self,
+        req: &Request,
+        unsettled: Unsettled,
+        affinity: usize,
+        budget: Option<Arc<Budget>>,
+    ) -> Reply {
         let Unsettled {
             slot,
             replay_safe,
@@ -92,7 +110,10 @@ impl Router {
             .follow(
                 follow,
                 req.to_resp(),
-                Via::Shared { affinity },
+                Via::Shared {
+                    affinity,
+                    budget: budget.as_ref(),
+                },
                 Some((node, outcome)),
                 &Turn::now(),
             )

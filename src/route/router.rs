@@ -14,6 +14,7 @@ use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Node, Pool, Purpose};
+use crate::budget::Budget;
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
 use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
@@ -85,7 +86,15 @@ impl Router {
     /// connection per node, so its commands to that node keep their order. Local and refused
     /// requests are the session's to answer.
     /// `turn` says when a request may be sent a second time, after a redirection or a hold.
-    pub async fn execute(&self, req: &Request, plan: Plan, affinity: usize, turn: Turn) -> Reply {
+    /// Replies count against the client's `budget` until they are merged or handed back.
+    pub async fn execute(
+        &self,
+        req: &Request,
+        plan: Plan,
+        affinity: usize,
+        turn: Turn,
+        budget: Option<Arc<Budget>>,
+    ) -> Reply {
         if plan.traits.blocking() {
             return self.blocking(req, plan, turn).await;
         }
@@ -93,10 +102,11 @@ impl Router {
             affinity,
             replay_safe: plan.traits.replay_safe(),
             turn: &turn,
+            budget: budget.as_ref(),
         };
         let result = match plan.action {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
-            Action::AnyMaster => self.any_master(req.to_resp(), affinity).await,
+            Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
             Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
             Action::Local(_) | Action::Transaction(_) | Action::Reject(_) => {
@@ -126,7 +136,7 @@ impl Router {
     ) -> Result<Reply, RouteError> {
         match split::one_slot(req.args(), keys) {
             Ok(Some(slot)) => self.send_to_slot(slot, req.to_resp(), how).await,
-            Ok(None) => self.any_master(req.to_resp(), how.affinity).await,
+            Ok(None) => self.any_master(req.to_resp(), how).await,
             Err(split::CrossSlot) => Err(RouteError::CrossSlot),
         }
     }
@@ -150,7 +160,7 @@ impl Router {
         merge(kind, &parts, results)
     }
 
-    async fn any_master(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
+    async fn any_master(&self, bytes: Bytes, how: Delivery<'_>) -> Result<Reply, RouteError> {
         let node = {
             let table = self.table.load();
             let masters = table.serving_masters();
@@ -158,9 +168,9 @@ impl Router {
                 self.trigger.request();
                 return Err(RouteError::NoMasters);
             }
-            masters[affinity % masters.len()].clone()
+            masters[how.affinity % masters.len()].clone()
         };
-        Ok(node.send(bytes, 0, affinity).await?)
+        Ok(node.send(bytes, 0, how.affinity, how.budget).await?)
     }
 
     /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
@@ -185,7 +195,7 @@ impl Router {
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
-            n.send(bytes.clone(), 0, affinity)
+            n.send(bytes.clone(), 0, affinity, None)
                 .await
                 .map_err(RouteError::from)
         }))
@@ -207,6 +217,7 @@ impl Router {
         let follow = self.follow_for(slot, how.replay_safe);
         let via = Via::Shared {
             affinity: how.affinity,
+            budget: how.budget,
         };
         self.follow(follow, bytes, via, None, how.turn).await
     }
@@ -222,7 +233,7 @@ impl Router {
         &self,
         mut follow: Follow,
         bytes: Bytes,
-        via: Via,
+        via: Via<'_>,
         mut first: Option<(Arc<Node>, Result<Reply, BackendError>)>,
         turn: &Turn,
     ) -> Result<Reply, RouteError> {
@@ -272,7 +283,7 @@ impl Router {
     /// `+OK`.
     async fn attempt(
         &self,
-        via: Via,
+        via: Via<'_>,
         node: &Node,
         bytes: &Bytes,
         asking: bool,
@@ -287,7 +298,7 @@ impl Router {
             }
         };
         match via {
-            Via::Shared { affinity } => node.send(bytes, skip, affinity).await,
+            Via::Shared { affinity, budget } => node.send(bytes, skip, affinity, budget).await,
             Via::Blocking => {
                 let dedicate = self.pool.dedicate();
                 let conn = dedicate.open(node.addr(), Purpose::Blocking).await?;
@@ -413,13 +424,18 @@ struct Delivery<'a> {
     affinity: usize,
     replay_safe: bool,
     turn: &'a Turn,
+    budget: Option<&'a Arc<Budget>>,
 }
 
 /// Which connection an attempt goes on.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Via {
+pub(super) enum Via<'a> {
     /// The shared, pipelined connection `affinity` picks: keeps one client's order per node.
-    Shared { affinity: usize },
+    /// Replies count against the client's `budget` while they wait.
+    Shared {
+        affinity: usize,
+        budget: Option<&'a Arc<Budget>>,
+    },
     /// A connection of the request's own, for a command that may block; closed after its reply,
     /// so dropping the request (its client left) cancels the command on the node.
     Blocking,

@@ -18,7 +18,7 @@ use crate::protocol::Reply;
 async fn run(router: &Router, words: &[&str]) -> Reply {
     let req = request(words);
     let plan = CommandTable::builtin().classify(&req);
-    router.execute(&req, plan, 0, Turn::now()).await
+    router.execute(&req, plan, 0, Turn::now(), None).await
 }
 
 #[tokio::test]

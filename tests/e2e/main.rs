@@ -13,6 +13,7 @@ mod multikey;
 mod pipeline;
 mod raw;
 mod shards;
+mod slow;
 mod transactions;
 
 use std::sync::OnceLock;
