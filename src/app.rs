@@ -69,11 +69,13 @@ pub async fn run(
     // However `run` ends, even by being dropped, the worker threads end with it.
     let _stop_workers = stop.clone().drop_guard();
     let (runtimes, mut stopped) = start_workers(worker_count(config.workers), &stop).await?;
-    let routers = routers(&config, &runtimes, &trigger, &metrics);
+    let backend = backend_settings(&config);
+    let routers = routers(&config, &backend, &runtimes, &trigger, &metrics);
     let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
     spawn_background(&config, all, trigger, metrics_listener, &metrics, &stop);
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let first = Frontend::new(routers[0].clone(), metrics, session_settings(&config, port));
+    let settings = session_settings(&config, port, backend);
+    let first = Frontend::new(routers[0].clone(), metrics, settings);
     let workers: Vec<Arc<Worker>> = runtimes
         .into_iter()
         .zip(routers)
@@ -92,6 +94,7 @@ pub async fn run(
 /// trigger, the metrics and the disruption count.
 fn routers(
     config: &Config,
+    backend: &Arc<BackendSettings>,
     runtimes: &[Handle],
     trigger: &RefreshTrigger,
     metrics: &Arc<Metrics>,
@@ -103,15 +106,6 @@ fn routers(
         Arc::new(move || on_failure.request()),
         disruptions.clone(),
     ));
-    let backend = Arc::new(BackendSettings {
-        connections_per_node: b.connections_per_node,
-        max_inflight: b.max_inflight_per_connection,
-        connect_timeout: b.connect_timeout(),
-        op_timeout: b.op_timeout(),
-        reconnect_backoff_min: b.reconnect_backoff_min(),
-        reconnect_backoff_max: b.reconnect_backoff_max(),
-        limits: reply_limits(limits(config)),
-    });
     let route = RouteSettings {
         max_redirects: config.topology.max_redirects,
         hold_timeout: b.hold_timeout(),
@@ -141,6 +135,19 @@ fn routers(
             ))
         })
         .collect()
+}
+
+fn backend_settings(config: &Config) -> Arc<BackendSettings> {
+    let b = &config.backend;
+    Arc::new(BackendSettings {
+        connections_per_node: b.connections_per_node,
+        max_inflight: b.max_inflight_per_connection,
+        connect_timeout: b.connect_timeout(),
+        op_timeout: b.op_timeout(),
+        reconnect_backoff_min: b.reconnect_backoff_min(),
+        reconnect_backoff_max: b.reconnect_backoff_max(),
+        limits: reply_limits(limits(config)),
+    })
 }
 
 /// The slot-map refresher, the command learner and the metrics endpoint, on the caller's runtime.
@@ -184,13 +191,19 @@ fn spawn_background(
     }
 }
 
-fn session_settings(config: &Config, port: u16) -> SessionSettings {
+fn session_settings(
+    config: &Config,
+    port: u16,
+    subscriber: Arc<BackendSettings>,
+) -> SessionSettings {
     SessionSettings {
         max_pipeline: config.client.max_pipeline,
         max_clients: config.max_clients,
         idle_timeout: config.client.idle_timeout(),
         limits: limits(config),
         output: config.client.output_limits(),
+        pubsub_output: config.client.pubsub_output_limits(),
+        subscriber,
         port,
     }
 }

@@ -104,6 +104,13 @@ impl Budget {
         self.owed.fetch_sub(len, Ordering::Relaxed);
     }
 
+    /// Cuts the client off as if it had gone over its hard limit: what it is sent is queued
+    /// somewhere that is full.
+    pub fn cut_off(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+        self.over.notify_one();
+    }
+
     /// The session holds `bytes` of replies it has not written yet.
     pub fn hold(&self, bytes: usize) {
         self.held.store(bytes, Ordering::Relaxed);

@@ -132,6 +132,12 @@ pub struct ClientConfig {
     /// client's requests are not read until it reads its replies.
     pub output_buffer_soft_bytes: usize,
     pub output_buffer_soft_secs: u64,
+    /// The same three limits for a subscribed client's unread messages (Redis' `pubsub` class:
+    /// 32 MiB, 8 MiB for 60 s). A subscriber that does not keep up is disconnected; the others
+    /// still get every message.
+    pub pubsub_output_buffer_hard_bytes: usize,
+    pub pubsub_output_buffer_soft_bytes: usize,
+    pub pubsub_output_buffer_soft_secs: u64,
 }
 
 impl Default for ClientConfig {
@@ -142,27 +148,35 @@ impl Default for ClientConfig {
             output_buffer_hard_bytes: 256 * MIB,
             output_buffer_soft_bytes: 64 * MIB,
             output_buffer_soft_secs: 60,
+            pubsub_output_buffer_hard_bytes: 32 * MIB,
+            pubsub_output_buffer_soft_bytes: 8 * MIB,
+            pubsub_output_buffer_soft_secs: 60,
         }
     }
 }
 
 impl ClientConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_at_least(
-            "client.output_buffer_hard_bytes",
-            self.output_buffer_hard_bytes,
-            64 * KIB,
-        )?;
-        if self.output_buffer_soft_bytes > self.output_buffer_hard_bytes {
-            return Err(invalid(
+        check_output_limits(
+            (
+                "client.output_buffer_hard_bytes",
+                self.output_buffer_hard_bytes,
+            ),
+            (
                 "client.output_buffer_soft_bytes",
-                format!(
-                    "{} is above client.output_buffer_hard_bytes ({})",
-                    self.output_buffer_soft_bytes, self.output_buffer_hard_bytes
-                ),
-            ));
-        }
-        Ok(())
+                self.output_buffer_soft_bytes,
+            ),
+        )?;
+        check_output_limits(
+            (
+                "client.pubsub_output_buffer_hard_bytes",
+                self.pubsub_output_buffer_hard_bytes,
+            ),
+            (
+                "client.pubsub_output_buffer_soft_bytes",
+                self.pubsub_output_buffer_soft_bytes,
+            ),
+        )
     }
 
     pub fn output_limits(&self) -> OutputLimits {
@@ -170,6 +184,14 @@ impl ClientConfig {
             hard: self.output_buffer_hard_bytes,
             soft: self.output_buffer_soft_bytes,
             soft_for: Duration::from_secs(self.output_buffer_soft_secs),
+        }
+    }
+
+    pub fn pubsub_output_limits(&self) -> OutputLimits {
+        OutputLimits {
+            hard: self.pubsub_output_buffer_hard_bytes,
+            soft: self.pubsub_output_buffer_soft_bytes,
+            soft_for: Duration::from_secs(self.pubsub_output_buffer_soft_secs),
         }
     }
 
@@ -479,6 +501,21 @@ impl ProtocolConfig {
     }
 }
 
+/// A hard limit of at least 64 KiB, and a soft one no higher than it.
+fn check_output_limits(
+    (hard_key, hard): (&'static str, usize),
+    (soft_key, soft): (&'static str, usize),
+) -> Result<(), ConfigError> {
+    check_at_least(hard_key, hard, 64 * KIB)?;
+    if soft > hard {
+        return Err(invalid(
+            soft_key,
+            format!("{soft} is above {hard_key} ({hard})"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_at_least<T>(key: &'static str, value: T, min: T) -> Result<(), ConfigError>
 where
     T: PartialOrd + fmt::Display,
@@ -669,6 +706,9 @@ mod tests {
         rejects_max_pipeline_too_large: "client: {max_pipeline: 65537}" => "client.max_pipeline";
         rejects_tiny_output_buffer:
             "client: {output_buffer_hard_bytes: 100}" => "client.output_buffer_hard_bytes";
+        rejects_soft_pubsub_buffer_above_hard:
+            "client: {pubsub_output_buffer_hard_bytes: 1048576, pubsub_output_buffer_soft_bytes: 2097152}"
+                => "client.pubsub_output_buffer_soft_bytes";
         rejects_soft_output_buffer_above_hard:
             "client: {output_buffer_hard_bytes: 1048576, output_buffer_soft_bytes: 2097152}"
                 => "client.output_buffer_soft_bytes";

@@ -212,7 +212,7 @@ async fn supervise(
 
 /// Opens a connection and checks the node answers PING: a stopped or loading node accepts TCP
 /// connections (the kernel does) but must not be handed traffic.
-async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<TcpStream> {
+pub(crate) async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<TcpStream> {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

@@ -10,6 +10,7 @@ mod node;
 mod pool;
 mod settings;
 
+pub(crate) use conn::open;
 pub use dedicated::{Dedicate, Dedicated, Purpose};
 pub use error::BackendError;
 pub use health::Health;

@@ -67,6 +67,16 @@ pub enum TxnCommand {
     Unwatch,
 }
 
+/// The subscribe commands: the session keeps the client's subscriptions, and shares one
+/// subscriber connection per worker among all its subscribed clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PubSubCommand {
+    Subscribe,
+    Unsubscribe,
+    PSubscribe,
+    PUnsubscribe,
+}
+
 /// What slotgate makes of one request: what to do with it, and what the command is like. `Copy`
 /// and small: it is made for every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +99,7 @@ pub enum Action {
     FanOut(FanOut),
     Local(LocalCommand),
     Transaction(TxnCommand),
+    PubSub(PubSubCommand),
     /// Refuse without asking a backend; the connection stays usable.
     /// [`RejectKind::rejection`] gives the error line.
     Reject(RejectKind),
@@ -156,6 +167,7 @@ impl CommandTable {
             }
             Handling::Local(command) => Action::Local(command),
             Handling::Transaction(command) => Action::Transaction(command),
+            Handling::PubSub(command) => Action::PubSub(command),
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),

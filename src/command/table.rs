@@ -9,7 +9,7 @@ use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
 use super::traits::{Blocks, EntryTraits, Repeat};
-use super::{FanOut, SplitKind, TxnCommand};
+use super::{FanOut, PubSubCommand, SplitKind, TxnCommand};
 
 /// What slotgate does with a command once its name and arity check out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub(crate) enum Handling {
     FanOut(FanOut),
     Local(LocalCommand),
     Transaction(TxnCommand),
+    PubSub(PubSubCommand),
     Reject(Reason),
     /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
     /// and handling; `unmatched` says what a subcommand without an entry gets.
@@ -288,6 +289,10 @@ const fn no(name: &'static str, arity: i32, reason: Reason) -> Entry {
 
 const fn txn(name: &'static str, arity: i32, command: TxnCommand) -> Entry {
     entry(name, arity, Handling::Transaction(command)).reserved()
+}
+
+const fn pubsub(name: &'static str, arity: i32, command: PubSubCommand) -> Entry {
+    entry(name, arity, Handling::PubSub(command)).reserved()
 }
 
 const fn container(name: &'static str, unmatched: Unmatched) -> Entry {
@@ -577,17 +582,17 @@ static BUILTIN: &[Entry] = &[
     no("READONLY", 1, ClusterState),
     no("READWRITE", 1, ClusterState),
     // --- pub/sub
-    no("PSUBSCRIBE", -2, PubSub).reserved(),
+    pubsub("PSUBSCRIBE", -2, PubSubCommand::PSubscribe),
     // The cluster bus delivers a PUBLISH to every node, so any master will do.
     any("PUBLISH", 3),
     no("PUBSUB", -2, PubSub).reserved(),
-    no("PUNSUBSCRIBE", -1, PubSub).reserved(),
+    pubsub("PUNSUBSCRIBE", -1, PubSubCommand::PUnsubscribe),
     // Sharded channels hash like keys.
     key("SPUBLISH", 3),
     no("SSUBSCRIBE", -2, PubSub).reserved(),
-    no("SUBSCRIBE", -2, PubSub).reserved(),
+    pubsub("SUBSCRIBE", -2, PubSubCommand::Subscribe),
     no("SUNSUBSCRIBE", -1, PubSub).reserved(),
-    no("UNSUBSCRIBE", -1, PubSub).reserved(),
+    pubsub("UNSUBSCRIBE", -1, PubSubCommand::Unsubscribe),
     // --- transactions
     txn("DISCARD", 1, TxnCommand::Discard),
     txn("EXEC", 1, TxnCommand::Exec),

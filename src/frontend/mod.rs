@@ -1,10 +1,12 @@
 //! The client side: accept connections, decode requests, answer in order.
 
+mod hub;
 mod inflight;
 mod info;
 mod listener;
 mod local;
 mod session;
+mod subscription;
 mod transaction;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +15,9 @@ use std::time::{Duration, Instant};
 
 pub use listener::serve;
 
+use hub::Hub;
+
+use crate::backend::BackendSettings;
 use crate::budget::OutputLimits;
 use crate::metrics::Metrics;
 use crate::protocol::Limits;
@@ -27,6 +32,10 @@ pub struct SessionSettings {
     pub limits: Limits,
     /// How many bytes of unread replies a client may leave in slotgate.
     pub output: OutputLimits,
+    /// The same for a subscribed client's unread messages.
+    pub pubsub_output: OutputLimits,
+    /// How the worker's subscriber connection is opened and checked.
+    pub subscriber: Arc<BackendSettings>,
     /// Reported by INFO.
     pub port: u16,
 }
@@ -61,6 +70,8 @@ pub struct Frontend {
     pub metrics: Arc<Metrics>,
     pub settings: SessionSettings,
     totals: Arc<Totals>,
+    /// The worker's subscribed clients and their one subscriber connection.
+    hub: Arc<Hub>,
     /// Numbers this worker's clients in arrival order, to spread them over backend connections
     /// and masters. Not the client id: clients reach workers in rotation, so one worker's ids
     /// share a residue and would all pick the same connection.
@@ -75,7 +86,13 @@ struct Totals {
 
 impl Frontend {
     pub fn new(router: Arc<Router>, metrics: Arc<Metrics>, settings: SessionSettings) -> Frontend {
+        let hub = Arc::new(Hub::new(
+            router.clone(),
+            settings.subscriber.clone(),
+            metrics.clone(),
+        ));
         Frontend {
+            hub,
             router,
             metrics,
             settings,
@@ -89,7 +106,13 @@ impl Frontend {
 
     /// The frontend of another worker: its own router, the same client ids and totals.
     pub fn sibling(&self, router: Arc<Router>) -> Frontend {
+        let hub = Arc::new(Hub::new(
+            router.clone(),
+            self.settings.subscriber.clone(),
+            self.metrics.clone(),
+        ));
         Frontend {
+            hub,
             router,
             metrics: self.metrics.clone(),
             settings: self.settings.clone(),

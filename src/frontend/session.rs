@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -16,10 +16,11 @@ use tokio_util::codec::FramedRead;
 use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
+use super::subscription::{self, Subscription};
 use super::transaction::Transaction;
 use super::Frontend;
 use crate::budget::{Breach, Budget};
-use crate::command::{Action, LocalCommand, TxnCommand};
+use crate::command::{Action, LocalCommand, PubSubCommand, TxnCommand};
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::Router;
 
@@ -52,6 +53,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         parked: VecDeque::new(),
         blocked: false,
         txn: None,
+        subs: None,
         answered: (0, 0),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
@@ -63,9 +65,14 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let pause_at = fe.settings.output.pause_at();
     // Ends once the client has nothing more to say and every reply it is owed is written.
     while session.reading || !session.inflight.is_empty() || !session.parked.is_empty() {
+        let messages = session.subs.as_ref().map(|s| s.member.budget.clone());
         tokio::select! {
             biased;
             breach = budget.breached() => {
+                session.cut_off(breach);
+                break;
+            }
+            breach = breached(messages.as_deref()) => {
                 session.cut_off(breach);
                 break;
             }
@@ -75,6 +82,22 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                 let written = tokio::select! {
                     written = session.write_replies(reply, &mut wr, &mut out) => written.is_ok(),
                     breach = budget.breached() => {
+                        session.cut_off(breach);
+                        false
+                    }
+                    breach = breached(messages.as_deref()) => {
+                        session.cut_off(breach);
+                        false
+                    }
+                };
+                if !written {
+                    break;
+                }
+            }
+            Some(message) = next_message(&mut session.subs) => {
+                let written = tokio::select! {
+                    written = session.write_messages(message, &mut wr, &mut out) => written.is_ok(),
+                    breach = breached(messages.as_deref()) => {
                         session.cut_off(breach);
                         false
                     }
@@ -110,6 +133,34 @@ enum Gone {
     Cancel,
 }
 
+/// The next message for a subscribed client; never, for one that is not.
+async fn next_message(subs: &mut Option<Subscription>) -> Option<Bytes> {
+    match subs {
+        Some(s) => s.member.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When `budget`, if any, is broken.
+async fn breached(budget: Option<&Budget>) -> Breach {
+    match budget {
+        Some(b) => b.breached().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Messages written to the socket at most at once, so replies are not held up behind them.
+const MESSAGE_BATCH: usize = 64 * 1024;
+
+/// Commands a subscribed client may send (RESP2), as Redis allows.
+fn allowed_subscribed(action: Action) -> bool {
+    matches!(
+        action,
+        Action::PubSub(_)
+            | Action::Local(LocalCommand::Ping | LocalCommand::Quit | LocalCommand::Reset)
+    )
+}
+
 /// Commands a MULTI runs at once instead of queueing them, as Redis does.
 fn runs_now_in_multi(action: Action) -> bool {
     matches!(
@@ -135,6 +186,9 @@ struct Session {
     blocked: bool,
     /// WATCH, MULTI and their reserved connection; dropped with the session, closing it.
     txn: Option<Transaction>,
+    /// Channels and patterns, and the client's place in the worker's hub; dropped with the
+    /// session, unsubscribing it.
+    subs: Option<Subscription>,
     /// Which backend connection (and, for keyless commands, which master) this client uses.
     affinity: usize,
     /// Replies (ok, error) gathered for the batch being written, not yet in the metrics.
@@ -179,6 +233,60 @@ impl Session {
             self.dispatch_parked();
         }
         Ok(())
+    }
+
+    /// Writes `first` and the messages queued after it, as one batch.
+    async fn write_messages(
+        &mut self,
+        first: Bytes,
+        wr: &mut OwnedWriteHalf,
+        out: &mut BytesMut,
+    ) -> std::io::Result<()> {
+        let Some(subs) = self.subs.as_mut() else {
+            return Ok(());
+        };
+        let budget = subs.member.budget.clone();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            budget.taken(message.len());
+            out.extend_from_slice(&message);
+            next = match out.len() < MESSAGE_BATCH {
+                true => subs.member.rx.try_recv().ok(),
+                false => None,
+            };
+        }
+        budget.hold(out.len());
+        let written = wr.write_all(out).await;
+        out.clear();
+        budget.hold(0);
+        written
+    }
+
+    /// (P)SUBSCRIBE and (P)UNSUBSCRIBE: the replies once the node has confirmed what is new.
+    fn pubsub(&mut self, cmd: PubSubCommand, req: Request) {
+        let subs = self.subs.get_or_insert_with(|| {
+            Subscription::new(self.fe.hub.join(self.fe.settings.pubsub_output))
+        });
+        let change = subs.apply(cmd, &req.args()[1..]);
+        let (hub, id) = (subs.member.hub().clone(), subs.member.id());
+        if !change.removed.is_empty() {
+            hub.unsubscribe(id, change.kind, &change.removed);
+        }
+        let active = subs.active();
+        match change.added.is_empty() {
+            true => self.ready(change.reply),
+            false => {
+                let (kind, added, reply) = (change.kind, change.added, change.reply);
+                self.inflight.task(Box::pin(async move {
+                    hub.subscribe(id, kind, added).await;
+                    reply
+                }));
+            }
+        }
+        if !active {
+            // Out of subscribed mode: the hub forgets the client.
+            self.subs = None;
+        }
     }
 
     /// Tells the budget what the session holds: replies waiting in the queue, and `writing` bytes
@@ -283,10 +391,20 @@ impl Session {
                 return;
             }
         }
+        let subscribed = self.subs.as_ref().is_some_and(Subscription::active);
+        if subscribed && !allowed_subscribed(plan.action) {
+            self.ready(subscription::not_allowed(req.name()));
+            return;
+        }
         match plan.action {
+            Action::Local(LocalCommand::Ping) if subscribed => {
+                self.ready(subscription::pong(req.args().get(1)));
+            }
+            Action::PubSub(cmd) => self.pubsub(cmd, req),
             Action::Local(cmd) => {
                 if cmd == LocalCommand::Reset {
                     self.txn = None;
+                    self.subs = None;
                 }
                 match local::answer(cmd, req.args(), &mut self.client) {
                     (reply, After::Continue) => self.ready(reply),

@@ -119,6 +119,9 @@ impl Transaction {
                 Split::Parts(_) => Err(Reply::error_line(CROSSSLOT)),
             },
             Action::Reject(kind) => Err(Reply::error_line(&kind.rejection(req).to_string())),
+            Action::PubSub(_) => Err(Reply::error_line(
+                "ERR slotgate: subscribing inside a transaction is not supported",
+            )),
             // Run by the node the transaction is bound to, as on Redis Cluster.
             Action::AnyMaster | Action::FanOut(_) | Action::Local(_) | Action::Transaction(_) => {
                 Ok(None)

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub topology_disagreements: IntCounter,
     /// Backend connections open now.
     pub backend_connections: IntGauge,
+    /// Subscriber connections open now: one per worker with subscribed clients.
+    pub subscriber_connections: IntGauge,
     /// Connections of one client's own (WATCH, MULTI, blocking commands) open now.
     pub dedicated_connections: IntGauge,
     /// Backend connections re-established after a failure.
@@ -166,6 +168,10 @@ impl Metrics {
             backend_connections: gauge(
                 "slotgate_backend_connections",
                 "Backend connections open now.",
+            ),
+            subscriber_connections: gauge(
+                "slotgate_subscriber_connections",
+                "Subscriber connections open now, shared by every subscribed client of a worker.",
             ),
             dedicated_connections: gauge(
                 "slotgate_dedicated_connections",
@@ -255,6 +261,7 @@ mod tests {
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",
                 "slotgate_requests_total",
+                "slotgate_subscriber_connections",
                 "slotgate_topology_disagreements_total",
                 "slotgate_topology_refreshes_total",
             ]

@@ -109,7 +109,7 @@ impl Router {
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
             Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
-            Action::Local(_) | Action::Transaction(_) | Action::Reject(_) => {
+            Action::Local(_) | Action::Transaction(_) | Action::PubSub(_) | Action::Reject(_) => {
                 Err(RouteError::UnexpectedReply("a request for the session"))
             }
         };

@@ -60,7 +60,18 @@ impl Router {
                     return Err(e);
                 }
             };
-            let reply = conn.send(req.to_resp(), 0).await?;
+            // Whatever goes wrong on a connection that already watches keys loses those WATCHes
+            // with it: EXEC must then fail, never run unwatched on a new connection.
+            let lose = |reservation: &mut Reservation, e: RouteError| {
+                if !fresh {
+                    *reservation = Reservation::Lost(e.clone());
+                }
+                Err(e)
+            };
+            let reply = match conn.send(req.to_resp(), 0).await {
+                Ok(reply) => reply,
+                Err(e) => return lose(reservation, e.into()),
+            };
             match redirect::classify(&reply, conn.addr()) {
                 None => {
                     *reservation = Reservation::Open(conn);
@@ -70,11 +81,10 @@ impl Router {
                     self.apply_moved(moved, &addr);
                     if !fresh {
                         let lost = RouteError::TransactionMoved { slot: moved, addr };
-                        *reservation = Reservation::Lost(lost.clone());
-                        return Err(lost);
+                        return lose(reservation, lost);
                     }
                 }
-                Some(_) => return Err(RouteError::TransactionMigrating { slot }),
+                Some(_) => return lose(reservation, RouteError::TransactionMigrating { slot }),
             }
         }
         Err(RouteError::TooManyRedirects {
