@@ -162,3 +162,82 @@ fn reset_and_disconnect_close_the_reserved_connection() {
         Duration::from_secs(10),
     );
 }
+
+/// WATCH binds a transaction to its slot's master. Here the slot then moves to another master
+/// (IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE on every master) before MULTI, SET and
+/// EXEC: the old master refuses the queued SET with MOVED, so EXEC must fail with `EXECABORT
+/// Transaction discarded because slot S moved to ADDR; nothing ran` naming the new owner, the SET
+/// must not have run (GET through slotgate still reads the old value, from the new owner), and a
+/// new WATCH/MULTI/EXEC must then run on the new owner. The slot moves back at the end, and a
+/// transaction must run there too (slotgate may still route the slot to the other master then,
+/// so that WATCH can meet MOVED on its fresh connection). `{tx8}` hashes to a slot (12899) that
+/// no other e2e test's keys use, so no other test sees it move.
+#[test]
+fn a_slot_moved_after_watch_aborts_exec_and_nothing_runs() {
+    let cluster = &env().cluster;
+    let key = "{tx8}w";
+    let slot: u16 = cluster
+        .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+        .parse()
+        .unwrap();
+    let from = cluster.master_of_slot(slot);
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    let mut c = env().proxy.client();
+    assert_eq!(q(&mut c, &["SET", key, "old"]), ok());
+    assert_eq!(q(&mut c, &["WATCH", key]), ok());
+
+    move_slot(slot, from, to);
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["SET", key, "new"]), queued());
+    let err = redis::cmd("EXEC")
+        .query::<Value>(&mut c)
+        .expect_err("EXEC after the watched slot moved");
+    let moved =
+        format!("Transaction discarded because slot {slot} moved to 127.0.0.1:{to}; nothing ran");
+    assert_eq!(err.code(), Some("EXECABORT"), "{err}");
+    assert_eq!(err.detail(), Some(moved.as_str()), "{err}");
+    assert_eq!(q(&mut c, &["GET", key]), bulk("old"));
+    assert_eq!(cluster.cli(to, &["GET", key]), "old", "the key moved along");
+
+    let watched_set = |c: &mut redis::Connection, value: &str| {
+        assert_eq!(q(c, &["WATCH", key]), ok());
+        assert_eq!(q(c, &["MULTI"]), ok());
+        assert_eq!(q(c, &["SET", key, value]), queued());
+        assert_eq!(q(c, &["EXEC"]), Value::Array(vec![ok()]));
+        assert_eq!(q(c, &["GET", key]), bulk(value));
+    };
+    watched_set(&mut c, "new");
+    assert_eq!(cluster.cli(to, &["GET", key]), "new");
+
+    move_slot(slot, to, from);
+    watched_set(&mut c, "back");
+    assert_eq!(cluster.cli(from, &["GET", key]), "back");
+}
+
+/// Moves `slot` with its keys from master `from` to master `to`, as `redis-cli --cluster
+/// reshard` does, and tells every master the new owner: `to` first, so that no node redirects
+/// to it before it knows the slot is its own.
+fn move_slot(slot: u16, from: u16, to: u16) {
+    let cluster = &env().cluster;
+    let slot = slot.to_string();
+    let id = |port: u16| cluster.node(port).id.clone();
+    cluster.cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]);
+    cluster.cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]);
+    let port = to.to_string();
+    loop {
+        let keys = cluster.cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        if keys.is_empty() {
+            break;
+        }
+        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        migrate.extend(keys.lines());
+        assert_eq!(cluster.cli(from, &migrate), "OK", "{migrate:?}");
+    }
+    let others = cluster
+        .masters()
+        .into_iter()
+        .filter(|m| *m != to && *m != from);
+    for master in [to, from].into_iter().chain(others) {
+        cluster.cli(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &id(to)]);
+    }
+}
