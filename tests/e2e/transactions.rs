@@ -215,29 +215,54 @@ fn a_slot_moved_after_watch_aborts_exec_and_nothing_runs() {
 }
 
 /// Moves `slot` with its keys from master `from` to master `to`, as `redis-cli --cluster
-/// reshard` does, and tells every master the new owner: `to` first, so that no node redirects
-/// to it before it knows the slot is its own.
+/// reshard` does.
 fn move_slot(slot: u16, from: u16, to: u16) {
+    begin_move(slot, from, to);
+    migrate_keys(slot, from, to, None);
+    end_move(slot, from, to);
+}
+
+/// Marks `slot` as leaving `from` for `to`: from now on `from` answers ASK for its keys that it no
+/// longer holds.
+fn begin_move(slot: u16, from: u16, to: u16) {
     let cluster = &env().cluster;
     let slot = slot.to_string();
     let id = |port: u16| cluster.node(port).id.clone();
     cluster.cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]);
     cluster.cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]);
-    let port = to.to_string();
+}
+
+/// MIGRATEs `only` that key, or every key of `slot` still on `from`, to `to`.
+fn migrate_keys(slot: u16, from: u16, to: u16, only: Option<&str>) {
+    let cluster = &env().cluster;
+    let (slot, port) = (slot.to_string(), to.to_string());
     loop {
-        let keys = cluster.cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+        let keys = match only {
+            Some(key) => key.to_owned(),
+            None => cluster.cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]),
+        };
         if keys.is_empty() {
-            break;
+            return;
         }
         let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
         migrate.extend(keys.lines());
         assert_eq!(cluster.cli(from, &migrate), "OK", "{migrate:?}");
+        if only.is_some() {
+            return;
+        }
     }
+}
+
+/// Tells every master that `to` owns `slot` now: `to` first, so that no node redirects to it
+/// before it knows the slot is its own.
+fn end_move(slot: u16, from: u16, to: u16) {
+    let cluster = &env().cluster;
+    let (slot, to_id) = (slot.to_string(), cluster.node(to).id.clone());
     let others = cluster
         .masters()
         .into_iter()
         .filter(|m| *m != to && *m != from);
     for master in [to, from].into_iter().chain(others) {
-        cluster.cli(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &id(to)]);
+        cluster.cli(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
     }
 }
