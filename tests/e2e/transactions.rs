@@ -176,12 +176,7 @@ fn reset_and_disconnect_close_the_reserved_connection() {
 fn a_slot_moved_after_watch_aborts_exec_and_nothing_runs() {
     let cluster = &env().cluster;
     let key = "{tx8}w";
-    let slot: u16 = cluster
-        .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
-        .parse()
-        .unwrap();
-    let from = cluster.master_of_slot(slot);
-    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    let (slot, from, to) = slot_and_masters(key);
     let mut c = env().proxy.client();
     assert_eq!(q(&mut c, &["SET", key, "old"]), ok());
     assert_eq!(q(&mut c, &["WATCH", key]), ok());
@@ -212,6 +207,57 @@ fn a_slot_moved_after_watch_aborts_exec_and_nothing_runs() {
     move_slot(slot, to, from);
     watched_set(&mut c, "back");
     assert_eq!(cluster.cli(from, &["GET", key]), "back");
+}
+
+/// A transaction's first WATCH must stay in force when a later WATCH of the same transaction is
+/// refused. Here `{tx9}a` is watched, then its slot starts migrating and `{tx9}b` (already moved)
+/// is watched too: the old master answers ASK, and slotgate refuses that WATCH with EXECABORT
+/// ("is being migrated"). Another client then changes `{tx9}a`. On Redis the first WATCH still
+/// holds on the client's connection, so the EXEC that follows must not run: the test asserts that
+/// EXEC does not answer `[OK]` (nil or an error are both fine) and that `{tx9}a` keeps the other
+/// client's value. `{tx9}` hashes to a slot (8770) that no other e2e test's keys use.
+#[test]
+fn a_refused_second_watch_keeps_the_first_in_force() {
+    let (a, b) = ("{tx9}a", "{tx9}b");
+    let (slot, from, to) = slot_and_masters(a);
+    let mut c = env().proxy.client();
+    let mut other = env().proxy.client();
+    assert_eq!(q(&mut c, &["SET", a, "0"]), ok());
+    assert_eq!(q(&mut c, &["SET", b, "0"]), ok());
+    assert_eq!(q(&mut c, &["WATCH", a]), ok());
+
+    begin_move(slot, from, to);
+    migrate_keys(slot, from, to, Some(b));
+    let refused = q_err(&mut c, &["WATCH", b]);
+    assert_eq!(q(&mut other, &["SET", a, "theirs"]), ok());
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["SET", a, "mine"]), queued());
+    let exec = redis::cmd("EXEC").query::<Value>(&mut c);
+    let after = q(&mut c, &["GET", a]);
+    migrate_keys(slot, from, to, None);
+    end_move(slot, from, to);
+    move_slot(slot, to, from);
+
+    assert!(
+        exec.as_ref()
+            .map_or(true, |v| *v != Value::Array(vec![ok()])),
+        "EXEC answered {exec:?} and {a} reads {after:?}: the transaction ran although {a}, \
+         watched first, was changed by another client; the second WATCH had been refused with: \
+         {refused}"
+    );
+    assert_eq!(after, bulk("theirs"), "{a} after EXEC answered {exec:?}");
+}
+
+/// `key`'s slot (as the cluster computes it), its master, and another master.
+fn slot_and_masters(key: &str) -> (u16, u16, u16) {
+    let cluster = &env().cluster;
+    let slot: u16 = cluster
+        .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+        .parse()
+        .unwrap();
+    let owner = cluster.master_of_slot(slot);
+    let other = *cluster.masters().iter().find(|&&m| m != owner).unwrap();
+    (slot, owner, other)
 }
 
 /// Moves `slot` with its keys from master `from` to master `to`, as `redis-cli --cluster
