@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
-use crate::setup::{node_cmd, text};
+use crate::setup::{info_field, node_cmd, text};
 
 /// The harness puts client ports in 12000..21000 and bus ports 10000 above, in 22000..31000.
 /// These ports and their bus ports (31100..31900) stay clear of both, and of the ephemeral range
@@ -117,13 +117,17 @@ impl ExtraNode {
 
     /// `calls` of one command in `INFO commandstats`, e.g. `set`.
     pub fn command_calls(&self, command: &str) -> u64 {
-        let info = node_cmd(self.port, &["INFO", "commandstats"]).unwrap_or_else(|e| panic!("{e}"));
-        let prefix = format!("cmdstat_{command}:calls=");
-        text(&info)
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|n| n.parse().ok())
+        // A command never called has no line at all.
+        info_field(self.port, "commandstats", &format!("cmdstat_{command}"))
+            .ok()
+            .and_then(|stats| {
+                stats
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0)
     }
 

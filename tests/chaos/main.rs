@@ -3,7 +3,8 @@
 //! move in bulk; a new master joins and takes slots. Each test asks that the other shards never
 //! notice, that the faulty shard serves again soon after its replica is promoted, that no
 //! acknowledged write is lost and that no client ever reads a value older than its own last
-//! acknowledged write.
+//! acknowledged write. Clients blocked in BLPOP while their master is replaced must each get
+//! one value exactly once, or be told that the outcome is unknown (`blocking.rs`).
 //!
 //! Every test starts its own cluster and its own proxy, because it breaks them. They run one at a
 //! time (`setup::start` holds a lock): six Redis nodes, a proxy and six client threads per test
@@ -13,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod blocking;
 mod extra_node;
 mod failover;
 mod hung;

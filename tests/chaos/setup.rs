@@ -81,6 +81,16 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// The value of `field` in `INFO <section>` on `port`, as text: `blocked_clients` of `clients`
+/// reads `"4"`, `cmdstat_get` of `commandstats` reads `"calls=3,usec=..."`.
+pub fn info_field(port: u16, section: &str, field: &str) -> Result<String, String> {
+    let info = text(&node_cmd(port, &["INFO", section])?);
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+        .ok_or_else(|| format!("127.0.0.1:{port} INFO {section} has no {field}"))
+}
+
 fn int(value: &Value) -> i64 {
     match value {
         Value::Int(n) => *n,

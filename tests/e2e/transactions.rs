@@ -162,3 +162,153 @@ fn reset_and_disconnect_close_the_reserved_connection() {
         Duration::from_secs(10),
     );
 }
+
+/// WATCH binds a transaction to its slot's master. Here the slot then moves to another master
+/// (IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE on every master) before MULTI, SET and
+/// EXEC: the old master refuses the queued SET with MOVED, so EXEC must fail with `EXECABORT
+/// Transaction discarded because slot S moved to ADDR; nothing ran` naming the new owner, the SET
+/// must not have run (GET through slotgate still reads the old value, from the new owner), and a
+/// new WATCH/MULTI/EXEC must then run on the new owner. The slot moves back at the end, and a
+/// transaction must run there too (slotgate may still route the slot to the other master then,
+/// so that WATCH can meet MOVED on its fresh connection). `{tx8}` hashes to a slot (12899) that
+/// no other e2e test's keys use, so no other test sees it move.
+#[test]
+fn a_slot_moved_after_watch_aborts_exec_and_nothing_runs() {
+    let cluster = &env().cluster;
+    let key = "{tx8}w";
+    let (slot, from, to) = slot_and_masters(key);
+    let mut c = env().proxy.client();
+    assert_eq!(q(&mut c, &["SET", key, "old"]), ok());
+    assert_eq!(q(&mut c, &["WATCH", key]), ok());
+
+    move_slot(slot, from, to);
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["SET", key, "new"]), queued());
+    let err = redis::cmd("EXEC")
+        .query::<Value>(&mut c)
+        .expect_err("EXEC after the watched slot moved");
+    let moved =
+        format!("Transaction discarded because slot {slot} moved to 127.0.0.1:{to}; nothing ran");
+    assert_eq!(err.code(), Some("EXECABORT"), "{err}");
+    assert_eq!(err.detail(), Some(moved.as_str()), "{err}");
+    assert_eq!(q(&mut c, &["GET", key]), bulk("old"));
+    assert_eq!(cluster.cli(to, &["GET", key]), "old", "the key moved along");
+
+    let watched_set = |c: &mut redis::Connection, value: &str| {
+        assert_eq!(q(c, &["WATCH", key]), ok());
+        assert_eq!(q(c, &["MULTI"]), ok());
+        assert_eq!(q(c, &["SET", key, value]), queued());
+        assert_eq!(q(c, &["EXEC"]), Value::Array(vec![ok()]));
+        assert_eq!(q(c, &["GET", key]), bulk(value));
+    };
+    watched_set(&mut c, "new");
+    assert_eq!(cluster.cli(to, &["GET", key]), "new");
+
+    move_slot(slot, to, from);
+    watched_set(&mut c, "back");
+    assert_eq!(cluster.cli(from, &["GET", key]), "back");
+}
+
+/// A transaction's first WATCH must stay in force when a later WATCH of the same transaction is
+/// refused. Here `{tx9}a` is watched, then its slot starts migrating and `{tx9}b` (already moved)
+/// is watched too: the old master answers ASK, and slotgate refuses that WATCH with EXECABORT
+/// ("is being migrated"). Another client then changes `{tx9}a`. On Redis the first WATCH still
+/// holds on the client's connection, so the EXEC that follows must not run: the test asserts that
+/// EXEC does not answer `[OK]` (nil or an error are both fine) and that `{tx9}a` keeps the other
+/// client's value. `{tx9}` hashes to a slot (8770) that no other e2e test's keys use.
+#[test]
+fn a_refused_second_watch_keeps_the_first_in_force() {
+    let (a, b) = ("{tx9}a", "{tx9}b");
+    let (slot, from, to) = slot_and_masters(a);
+    let mut c = env().proxy.client();
+    let mut other = env().proxy.client();
+    assert_eq!(q(&mut c, &["SET", a, "0"]), ok());
+    assert_eq!(q(&mut c, &["SET", b, "0"]), ok());
+    assert_eq!(q(&mut c, &["WATCH", a]), ok());
+
+    begin_move(slot, from, to);
+    migrate_keys(slot, from, to, Some(b));
+    let refused = q_err(&mut c, &["WATCH", b]);
+    assert_eq!(q(&mut other, &["SET", a, "theirs"]), ok());
+    assert_eq!(q(&mut c, &["MULTI"]), ok());
+    assert_eq!(q(&mut c, &["SET", a, "mine"]), queued());
+    let exec = redis::cmd("EXEC").query::<Value>(&mut c);
+    let after = q(&mut c, &["GET", a]);
+    migrate_keys(slot, from, to, None);
+    end_move(slot, from, to);
+    move_slot(slot, to, from);
+
+    assert!(
+        exec.as_ref()
+            .map_or(true, |v| *v != Value::Array(vec![ok()])),
+        "EXEC answered {exec:?} and {a} reads {after:?}: the transaction ran although {a}, \
+         watched first, was changed by another client; the second WATCH had been refused with: \
+         {refused}"
+    );
+    assert_eq!(after, bulk("theirs"), "{a} after EXEC answered {exec:?}");
+}
+
+/// `key`'s slot (as the cluster computes it), its master, and another master.
+fn slot_and_masters(key: &str) -> (u16, u16, u16) {
+    let cluster = &env().cluster;
+    let slot: u16 = cluster
+        .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
+        .parse()
+        .unwrap();
+    let owner = cluster.master_of_slot(slot);
+    let other = *cluster.masters().iter().find(|&&m| m != owner).unwrap();
+    (slot, owner, other)
+}
+
+/// Moves `slot` with its keys from master `from` to master `to`, as `redis-cli --cluster
+/// reshard` does.
+fn move_slot(slot: u16, from: u16, to: u16) {
+    begin_move(slot, from, to);
+    migrate_keys(slot, from, to, None);
+    end_move(slot, from, to);
+}
+
+/// Marks `slot` as leaving `from` for `to`: from now on `from` answers ASK for its keys that it no
+/// longer holds.
+fn begin_move(slot: u16, from: u16, to: u16) {
+    let cluster = &env().cluster;
+    let slot = slot.to_string();
+    let id = |port: u16| cluster.node(port).id.clone();
+    cluster.cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &id(from)]);
+    cluster.cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &id(to)]);
+}
+
+/// MIGRATEs `only` that key, or every key of `slot` still on `from`, to `to`.
+fn migrate_keys(slot: u16, from: u16, to: u16, only: Option<&str>) {
+    let cluster = &env().cluster;
+    let (slot, port) = (slot.to_string(), to.to_string());
+    loop {
+        let keys = match only {
+            Some(key) => key.to_owned(),
+            None => cluster.cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]),
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        migrate.extend(keys.lines());
+        assert_eq!(cluster.cli(from, &migrate), "OK", "{migrate:?}");
+        if only.is_some() {
+            return;
+        }
+    }
+}
+
+/// Tells every master that `to` owns `slot` now: `to` first, so that no node redirects to it
+/// before it knows the slot is its own.
+fn end_move(slot: u16, from: u16, to: u16) {
+    let cluster = &env().cluster;
+    let (slot, to_id) = (slot.to_string(), cluster.node(to).id.clone());
+    let others = cluster
+        .masters()
+        .into_iter()
+        .filter(|m| *m != to && *m != from);
+    for master in [to, from].into_iter().chain(others) {
+        cluster.cli(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+    }
+}
