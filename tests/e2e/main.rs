@@ -11,6 +11,7 @@ mod local;
 mod migration;
 mod multikey;
 mod pipeline;
+mod pubsub;
 mod raw;
 mod shards;
 mod slow;

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use crate::env;
 
-fn connect() -> TcpStream {
+pub fn connect() -> TcpStream {
     let s = TcpStream::connect(env().proxy.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
 /// Reads until exactly `want.len()` bytes arrived and checks them.
-fn expect(s: &mut TcpStream, want: &[u8]) {
+pub fn expect(s: &mut TcpStream, want: &[u8]) {
     let mut got = vec![0u8; want.len()];
     s.read_exact(&mut got)
         .unwrap_or_else(|e| panic!("reading {:?}: {e}", String::from_utf8_lossy(want)));
