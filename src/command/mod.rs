@@ -75,6 +75,9 @@ pub enum PubSubCommand {
     Unsubscribe,
     PSubscribe,
     PUnsubscribe,
+    /// `SSUBSCRIBE channel ...`: channels of one slot, as on Redis Cluster.
+    SSubscribe,
+    SUnsubscribe,
 }
 
 /// What slotgate makes of one request: what to do with it, and what the command is like. `Copy`

@@ -589,9 +589,9 @@ static BUILTIN: &[Entry] = &[
     pubsub("PUNSUBSCRIBE", -1, PubSubCommand::PUnsubscribe),
     // Sharded channels hash like keys.
     key("SPUBLISH", 3),
-    no("SSUBSCRIBE", -2, PubSub).reserved(),
+    pubsub("SSUBSCRIBE", -2, PubSubCommand::SSubscribe),
     pubsub("SUBSCRIBE", -2, PubSubCommand::Subscribe),
-    no("SUNSUBSCRIBE", -1, PubSub).reserved(),
+    pubsub("SUNSUBSCRIBE", -1, PubSubCommand::SUnsubscribe),
     pubsub("UNSUBSCRIBE", -1, PubSubCommand::Unsubscribe),
     // --- transactions
     txn("DISCARD", 1, TxnCommand::Discard),

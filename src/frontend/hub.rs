@@ -23,7 +23,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::backend::{self, BackendSettings};
 use crate::budget::{Budget, OutputLimits};
-use crate::cluster::NodeAddr;
+use crate::cluster::{NodeAddr, Slot, Topology};
 use crate::metrics::Metrics;
 use crate::protocol::{encode_command, Frame, ReplyCodec};
 use crate::route::Router;
@@ -35,11 +35,13 @@ const QUEUE: usize = 4096;
 /// subscription stands and starts when a node can take it.
 const CONFIRM_WAIT: Duration = Duration::from_secs(3);
 
-/// A channel or a pattern.
+/// A channel, a pattern, or a shard channel (Redis 7's sharded pub/sub: it lives on the master
+/// of its slot, like a key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Kind {
     Channel,
     Pattern,
+    Shard,
 }
 
 impl Kind {
@@ -47,6 +49,7 @@ impl Kind {
         match self {
             Kind::Channel => b"SUBSCRIBE",
             Kind::Pattern => b"PSUBSCRIBE",
+            Kind::Shard => b"SSUBSCRIBE",
         }
     }
 
@@ -54,6 +57,28 @@ impl Kind {
         match self {
             Kind::Channel => b"UNSUBSCRIBE",
             Kind::Pattern => b"PUNSUBSCRIBE",
+            Kind::Shard => b"SUNSUBSCRIBE",
+        }
+    }
+}
+
+/// Which subscriber connection: the one to any node, for channels and patterns, or the one to a
+/// shard's master, for that shard's channels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Link {
+    Any,
+    Shard(NodeAddr),
+}
+
+impl Link {
+    /// Whether this link is where the hub subscribes `key`, as the slot map says now.
+    fn carries(&self, key: &(Kind, Bytes), topology: &Topology) -> bool {
+        match (self, key.0) {
+            (Link::Any, Kind::Channel | Kind::Pattern) => true,
+            (Link::Shard(addr), Kind::Shard) => {
+                topology.master_of(Slot::for_key(&key.1)) == Some(addr)
+            }
+            _ => false,
         }
     }
 }
@@ -70,10 +95,12 @@ struct State {
     sinks: HashMap<u64, Sink>,
     /// Who wants each channel (pattern): the node must be subscribed while any client is.
     wanted: HashMap<(Kind, Bytes), HashSet<u64>>,
-    /// What the node has confirmed on the current connection.
+    /// What the nodes have confirmed on the current connections.
     confirmed: HashSet<(Kind, Bytes)>,
-    /// Whether the connection task runs.
+    /// Whether the connection task for channels and patterns runs.
     running: bool,
+    /// The shard masters a connection task runs for.
+    shard_links: HashSet<NodeAddr>,
 }
 
 pub struct Hub {
@@ -114,6 +141,7 @@ impl Drop for Member {
             !ids.is_empty()
         });
         drop(state);
+        self.hub.changed.notify_waiters();
         self.hub.changed.notify_one();
     }
 }
@@ -162,7 +190,7 @@ impl Hub {
 
     /// Subscribes `member` to `names`, returning once the node has confirmed every one (or after
     /// [`CONFIRM_WAIT`]), so that a message published after the client's confirmation reaches it.
-    pub(super) async fn subscribe(&self, id: u64, kind: Kind, names: Vec<Bytes>) {
+    pub(super) async fn subscribe(self: &Arc<Self>, id: u64, kind: Kind, names: Vec<Bytes>) {
         {
             let mut state = self.lock();
             for name in &names {
@@ -173,6 +201,10 @@ impl Hub {
                     .insert(id);
             }
         }
+        if kind == Kind::Shard {
+            self.ensure_shard_links();
+        }
+        self.changed.notify_waiters();
         self.changed.notify_one();
         let deadline = Instant::now() + CONFIRM_WAIT;
         loop {
@@ -213,7 +245,26 @@ impl Hub {
             }
         }
         drop(state);
+        self.changed.notify_waiters();
         self.changed.notify_one();
+    }
+
+    /// Starts a connection task for every shard master that owns a wanted shard channel and has
+    /// none yet.
+    fn ensure_shard_links(self: &Arc<Self>) {
+        let topology = self.router.topology();
+        let mut state = self.lock();
+        let owners: HashSet<NodeAddr> = state
+            .wanted
+            .keys()
+            .filter(|k| k.0 == Kind::Shard)
+            .filter_map(|k| topology.master_of(Slot::for_key(&k.1)).cloned())
+            .collect();
+        for owner in owners {
+            if state.shard_links.insert(owner.clone()) {
+                tokio::spawn(shard_link(self.clone(), owner));
+            }
+        }
     }
 
     /// Hands a message to every member that wants `key`. A member that does not keep up (its
@@ -255,10 +306,17 @@ impl Hub {
         match &kind.to_ascii_lowercase()[..] {
             b"message" => self.deliver(&(Kind::Channel, name), raw),
             b"pmessage" => self.deliver(&(Kind::Pattern, name), raw),
+            b"smessage" => self.deliver(&(Kind::Shard, name), raw),
             b"subscribe" => self.confirm(Kind::Channel, name, true),
             b"psubscribe" => self.confirm(Kind::Pattern, name, true),
+            b"ssubscribe" => self.confirm(Kind::Shard, name, true),
             b"unsubscribe" => self.confirm(Kind::Channel, name, false),
             b"punsubscribe" => self.confirm(Kind::Pattern, name, false),
+            // Also sent unasked when the channel's slot leaves the node (resharding, failover).
+            b"sunsubscribe" => {
+                self.confirm(Kind::Shard, name.clone(), false);
+                return Push::Dropped((Kind::Shard, name));
+            }
             b"pong" => return Push::Pong,
             _ => return Push::Other,
         }
@@ -295,10 +353,13 @@ impl Hub {
 enum Push {
     Handled,
     Pong,
+    /// The node no longer subscribes to this.
+    Dropped((Kind, Bytes)),
     Other,
 }
 
-/// Keeps the hub's subscriber connection up for as long as the worker runs.
+/// Keeps the hub's subscriber connection for channels and patterns up for as long as the worker
+/// runs.
 async fn connection(hub: Arc<Hub>) {
     let mut failed: Option<NodeAddr> = None;
     loop {
@@ -308,11 +369,8 @@ async fn connection(hub: Arc<Hub>) {
                 continue;
             };
             served = true;
-            hub.metrics.subscriber_connections.inc();
-            let why = serve(&hub, stream).await;
-            hub.metrics.subscriber_connections.dec();
+            let why = serve(&hub, &Link::Any, stream).await;
             tracing::info!(node = %addr, why, "subscriber connection lost; subscribing elsewhere");
-            hub.lock().confirmed.clear();
             failed = Some(addr);
             break;
         }
@@ -323,72 +381,144 @@ async fn connection(hub: Arc<Hub>) {
     }
 }
 
-/// Runs one subscriber connection until it fails, subscribing to what the clients want.
-async fn serve(hub: &Hub, stream: tokio::net::TcpStream) -> &'static str {
+/// Keeps a subscriber connection to the shard master `addr` while it owns a wanted shard
+/// channel. When the connection fails, or the channels move, the links of their new owners
+/// take them over (the slot map says which, once a MOVED or a refresh has taught it).
+async fn shard_link(hub: Arc<Hub>, addr: NodeAddr) {
+    loop {
+        if let Ok(stream) = backend::open(&addr, &hub.settings).await {
+            let why = serve(&hub, &Link::Shard(addr.clone()), stream).await;
+            tracing::info!(node = %addr, why, "shard subscriber connection lost");
+        }
+        hub.ensure_shard_links();
+        let done = {
+            let topology = hub.router.topology();
+            let mut state = hub.lock();
+            let link = Link::Shard(addr.clone());
+            let done = !state.wanted.keys().any(|k| link.carries(k, &topology));
+            if done {
+                state.shard_links.remove(&addr);
+            }
+            done
+        };
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How often a link looks again at which of the wanted channels are its own: a slot map change
+/// moves shard channels between links without any message on them.
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// Runs one subscriber connection until it fails, subscribing to what the clients want of it.
+async fn serve(hub: &Arc<Hub>, link: &Link, stream: tokio::net::TcpStream) -> &'static str {
     let (rd, mut wr) = stream.into_split();
     let mut pushes = FramedRead::new(rd, ReplyCodec::new(hub.settings.limits));
     let mut at_node: HashSet<(Kind, Bytes)> = HashSet::new();
     let period = hub.settings.op_timeout / 2;
     let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+    let mut recheck = tokio::time::interval(RECHECK);
     let mut pong_due: Option<Instant> = None;
-    loop {
-        let commands = reconcile(hub, &mut at_node);
+    hub.metrics.subscriber_connections.inc();
+    let end = loop {
+        let commands = reconcile(hub, link, &mut at_node);
         if !commands.is_empty() && wr.write_all(&commands).await.is_err() {
-            return "write failed";
+            break "write failed";
         }
         tokio::select! {
             push = pushes.next() => {
                 let Some(Ok(reply)) = push else {
-                    return "closed or malformed";
+                    break "closed or malformed";
                 };
+                if reply.error().is_some() {
+                    // SSUBSCRIBE to a node that no longer owns the slot: learn where it went.
+                    hub.router.note_redirect(&reply, link_addr(link));
+                    at_node.retain(|k| k.0 != Kind::Shard);
+                    if *link == Link::Any {
+                        break "error reply";
+                    }
+                    hub.ensure_shard_links();
+                    continue;
+                }
                 let Ok(frame) = reply.parse(&hub.settings.limits) else {
-                    return "malformed push";
+                    break "malformed push";
                 };
-                if let Push::Pong = hub.on_push(&frame, reply.bytes()) {
-                    pong_due = None;
+                match hub.on_push(&frame, reply.bytes()) {
+                    Push::Pong => pong_due = None,
+                    Push::Dropped(key) => {
+                        at_node.remove(&key);
+                        hub.ensure_shard_links();
+                    }
+                    Push::Handled | Push::Other => {}
                 }
             }
             () = hub.changed.notified() => {}
+            _ = recheck.tick() => {}
             now = ping.tick() => {
                 if pong_due.is_some_and(|due| now >= due) {
-                    return "no PONG within the operation timeout";
+                    break "no PONG within the operation timeout";
                 }
                 if wr.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
-                    return "write failed";
+                    break "write failed";
                 }
                 pong_due.get_or_insert(now + hub.settings.op_timeout);
             }
         }
+    };
+    hub.metrics.subscriber_connections.dec();
+    let mut state = hub.lock();
+    for key in &at_node {
+        state.confirmed.remove(key);
+    }
+    end
+}
+
+fn link_addr(link: &Link) -> &str {
+    match link {
+        Link::Any => "",
+        Link::Shard(addr) => addr,
     }
 }
 
-/// The commands that make the node's subscriptions what the clients want, in one buffer.
-fn reconcile(hub: &Hub, at_node: &mut HashSet<(Kind, Bytes)>) -> BytesMut {
+/// The commands that make the node's subscriptions what the clients want of this link, in one
+/// buffer.
+fn reconcile(hub: &Hub, link: &Link, at_node: &mut HashSet<(Kind, Bytes)>) -> BytesMut {
+    let topology = hub.router.topology();
     let state = hub.lock();
     let mut out = BytesMut::new();
-    for kind in [Kind::Channel, Kind::Pattern] {
+    for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
         let add: Vec<Bytes> = state
             .wanted
             .keys()
-            .filter(|k| k.0 == kind && !at_node.contains(*k))
+            .filter(|k| k.0 == kind && !at_node.contains(*k) && link.carries(k, &topology))
             .map(|k| k.1.clone())
             .collect();
         let remove: Vec<Bytes> = at_node
             .iter()
-            .filter(|k| k.0 == kind && !state.wanted.contains_key(*k))
+            .filter(|k| {
+                k.0 == kind && !(state.wanted.contains_key(*k) && link.carries(k, &topology))
+            })
             .map(|k| k.1.clone())
             .collect();
+        // One command per shard channel: a node refuses an SSUBSCRIBE of channels in several
+        // slots as a whole.
+        let one_each = kind == Kind::Shard;
         for (verb, names, on) in [
             (kind.subscribe(), add, true),
             (kind.unsubscribe(), remove, false),
         ] {
-            if names.is_empty() {
-                continue;
+            let groups: Vec<&[Bytes]> = match one_each {
+                true => names.chunks(1).collect(),
+                false => vec![&names[..]],
+            };
+            for group in groups.into_iter().filter(|g| !g.is_empty()) {
+                encode_command(
+                    std::iter::once(verb).chain(group.iter().map(|n| &n[..])),
+                    &mut out,
+                );
             }
-            encode_command(
-                std::iter::once(verb).chain(names.iter().map(|n| &n[..])),
-                &mut out,
-            );
             for name in names {
                 match on {
                     true => at_node.insert((kind, name)),

@@ -20,8 +20,9 @@ use super::subscription::{self, Subscription};
 use super::transaction::Transaction;
 use super::Frontend;
 use crate::budget::{Breach, Budget};
-use crate::command::{Action, LocalCommand, PubSubCommand, TxnCommand};
+use crate::command::{Action, Keys, LocalCommand, PubSubCommand, TxnCommand};
 use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
+use crate::route::split;
 use crate::route::Router;
 
 /// Replies at least this big are written straight from their buffer instead of being copied into
@@ -264,6 +265,15 @@ impl Session {
 
     /// (P)SUBSCRIBE and (P)UNSUBSCRIBE: the replies once the node has confirmed what is new.
     fn pubsub(&mut self, cmd: PubSubCommand, req: Request) {
+        let args = req.args();
+        let sharded = matches!(cmd, PubSubCommand::SSubscribe | PubSubCommand::SUnsubscribe);
+        if sharded && split::one_slot(args, Keys::range(1, args.len(), 1)).is_err() {
+            // As Redis Cluster: the shard channels of one command share a slot.
+            self.ready(Reply::error_line(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ));
+            return;
+        }
         let subs = self.subs.get_or_insert_with(|| {
             Subscription::new(self.fe.hub.join(self.fe.settings.pubsub_output))
         });

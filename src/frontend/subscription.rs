@@ -14,6 +14,7 @@ pub(super) struct Subscription {
     pub member: Member,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
+    shards: BTreeSet<Bytes>,
 }
 
 /// What a (P)(UN)SUBSCRIBE did: the client's replies, and the names the hub must now subscribe
@@ -31,16 +32,21 @@ impl Subscription {
             member,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
+            shards: BTreeSet::new(),
         }
     }
 
     /// Subscribed to anything: the client is in subscribed mode.
     pub fn active(&self) -> bool {
-        !self.channels.is_empty() || !self.patterns.is_empty()
+        !self.channels.is_empty() || !self.patterns.is_empty() || !self.shards.is_empty()
     }
 
-    fn count(&self) -> i64 {
-        (self.channels.len() + self.patterns.len()) as i64
+    /// The count Redis puts in a reply: shard channels are counted apart.
+    fn count(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Channel | Kind::Pattern => (self.channels.len() + self.patterns.len()) as i64,
+            Kind::Shard => self.shards.len() as i64,
+        }
     }
 
     /// Applies the command with arguments `names` (after the command name).
@@ -50,6 +56,8 @@ impl Subscription {
             PubSubCommand::Unsubscribe => (Kind::Channel, false, b"unsubscribe"),
             PubSubCommand::PSubscribe => (Kind::Pattern, true, b"psubscribe"),
             PubSubCommand::PUnsubscribe => (Kind::Pattern, false, b"punsubscribe"),
+            PubSubCommand::SSubscribe => (Kind::Shard, true, b"ssubscribe"),
+            PubSubCommand::SUnsubscribe => (Kind::Shard, false, b"sunsubscribe"),
         };
         // UNSUBSCRIBE without names: every channel (pattern) the client has.
         let names: Vec<Bytes> = match (on, names.is_empty()) {
@@ -72,7 +80,7 @@ impl Subscription {
             let element = [
                 Reply::bulk(word),
                 Reply::bulk(name),
-                Reply::integer_reply(self.count()),
+                Reply::integer_reply(self.count(kind)),
             ];
             out.extend_from_slice(Reply::array(&element).bytes());
         }
@@ -97,6 +105,7 @@ impl Subscription {
         match kind {
             Kind::Channel => &self.channels,
             Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shards,
         }
     }
 
@@ -104,6 +113,7 @@ impl Subscription {
         match kind {
             Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shards,
         }
     }
 }

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use super::error::RouteError;
 use super::follow::{Follow, Next};
 use super::merge::{merge, sum_integers, PartFailure, PartResult};
+use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Node, Pool, Purpose};
@@ -373,6 +374,14 @@ impl Router {
         }
         tokio::time::sleep(HOLD_POLL).await;
         true
+    }
+
+    /// Learns from a MOVED that came outside a request (a subscriber connection's SSUBSCRIBE):
+    /// the slot's new owner is used at once.
+    pub fn note_redirect(&self, reply: &Reply, replied_by: &str) {
+        if let Some(Redirect::Moved { slot, addr }) = redirect::classify(reply, replied_by) {
+            self.apply_moved(slot, &addr);
+        }
     }
 
     /// Points `slot` at `addr` right away, and asks for a full refresh to learn what else moved.

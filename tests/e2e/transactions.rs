@@ -249,7 +249,7 @@ fn a_refused_second_watch_keeps_the_first_in_force() {
 }
 
 /// `key`'s slot (as the cluster computes it), its master, and another master.
-fn slot_and_masters(key: &str) -> (u16, u16, u16) {
+pub fn slot_and_masters(key: &str) -> (u16, u16, u16) {
     let cluster = &env().cluster;
     let slot: u16 = cluster
         .cli(cluster.nodes[0].port, &["CLUSTER", "KEYSLOT", key])
@@ -262,7 +262,7 @@ fn slot_and_masters(key: &str) -> (u16, u16, u16) {
 
 /// Moves `slot` with its keys from master `from` to master `to`, as `redis-cli --cluster
 /// reshard` does.
-fn move_slot(slot: u16, from: u16, to: u16) {
+pub fn move_slot(slot: u16, from: u16, to: u16) {
     begin_move(slot, from, to);
     migrate_keys(slot, from, to, None);
     end_move(slot, from, to);
