@@ -80,6 +80,17 @@ pub enum PubSubCommand {
     SUnsubscribe,
 }
 
+/// `PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB`: every node knows only its
+/// own subscribers, so slotgate asks them all and adds its own clients in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PubSubQuery {
+    Channels,
+    NumSub,
+    NumPat,
+    ShardChannels,
+    ShardNumSub,
+}
+
 /// What slotgate makes of one request: what to do with it, and what the command is like. `Copy`
 /// and small: it is made for every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +114,7 @@ pub enum Action {
     Local(LocalCommand),
     Transaction(TxnCommand),
     PubSub(PubSubCommand),
+    PubSubQuery(PubSubQuery),
     /// Refuse without asking a backend; the connection stays usable.
     /// [`RejectKind::rejection`] gives the error line.
     Reject(RejectKind),
@@ -171,6 +183,7 @@ impl CommandTable {
             Handling::Local(command) => Action::Local(command),
             Handling::Transaction(command) => Action::Transaction(command),
             Handling::PubSub(command) => Action::PubSub(command),
+            Handling::PubSubQuery(query) => Action::PubSubQuery(query),
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),

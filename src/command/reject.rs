@@ -12,7 +12,7 @@ use crate::protocol::Request;
 pub enum Reason {
     /// A blocked command would hold a backend connection that other clients' requests share.
     Blocking,
-    /// A subscribed connection stops answering requests; needs a pinned session.
+    /// A learned pub/sub command: subscriptions are slotgate's own, on shared connections.
     PubSub,
     /// MONITOR streams one node's traffic forever.
     Monitor,
@@ -43,7 +43,7 @@ impl Reason {
             Reason::Blocking => {
                 "blocking commands would stall a backend connection shared with other clients"
             }
-            Reason::PubSub => "needs a pinned session",
+            Reason::PubSub => "a pub/sub command slotgate does not know",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
             Reason::KeyspaceFanOut => "needs a fan-out to every master",
             Reason::ScriptFanOut => "script and function management must reach every master",
@@ -61,10 +61,7 @@ impl Reason {
 
     /// Features that are planned read "not supported by slotgate yet"; the others are refusals by design.
     fn planned(self) -> bool {
-        matches!(
-            self,
-            Reason::PubSub | Reason::KeyspaceFanOut | Reason::ScriptFanOut
-        )
+        matches!(self, Reason::KeyspaceFanOut | Reason::ScriptFanOut)
     }
 
     /// A stable label for metrics (never the error text).

@@ -9,7 +9,7 @@ use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
 use super::traits::{Blocks, EntryTraits, Repeat};
-use super::{FanOut, PubSubCommand, SplitKind, TxnCommand};
+use super::{FanOut, PubSubCommand, PubSubQuery, SplitKind, TxnCommand};
 
 /// What slotgate does with a command once its name and arity check out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +23,7 @@ pub(crate) enum Handling {
     Local(LocalCommand),
     Transaction(TxnCommand),
     PubSub(PubSubCommand),
+    PubSubQuery(PubSubQuery),
     Reject(Reason),
     /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
     /// and handling; `unmatched` says what a subcommand without an entry gets.
@@ -585,7 +586,33 @@ static BUILTIN: &[Entry] = &[
     pubsub("PSUBSCRIBE", -2, PubSubCommand::PSubscribe),
     // The cluster bus delivers a PUBLISH to every node, so any master will do.
     any("PUBLISH", 3),
-    no("PUBSUB", -2, PubSub).reserved(),
+    container("PUBSUB", Unmatched::Unknown),
+    entry(
+        "PUBSUB|CHANNELS",
+        -2,
+        Handling::PubSubQuery(PubSubQuery::Channels),
+    ),
+    any("PUBSUB|HELP", 2),
+    entry(
+        "PUBSUB|NUMPAT",
+        2,
+        Handling::PubSubQuery(PubSubQuery::NumPat),
+    ),
+    entry(
+        "PUBSUB|NUMSUB",
+        -2,
+        Handling::PubSubQuery(PubSubQuery::NumSub),
+    ),
+    entry(
+        "PUBSUB|SHARDCHANNELS",
+        -2,
+        Handling::PubSubQuery(PubSubQuery::ShardChannels),
+    ),
+    entry(
+        "PUBSUB|SHARDNUMSUB",
+        -2,
+        Handling::PubSubQuery(PubSubQuery::ShardNumSub),
+    ),
     pubsub("PUNSUBSCRIBE", -1, PubSubCommand::PUnsubscribe),
     // Sharded channels hash like keys.
     key("SPUBLISH", 3),

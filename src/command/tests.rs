@@ -459,10 +459,6 @@ fn rejected_commands_name_themselves() {
             "'WAIT' is not supported by slotgate (blocking",
         ),
         (&["WAITAOF", "1", "0", "0"], "'WAITAOF'"),
-        (
-            &["PUBSUB", "CHANNELS"],
-            "'PUBSUB' is not supported by slotgate yet (needs a pinned session)",
-        ),
         (&["MONITOR"], "'MONITOR'"),
         (
             &["KEYS", "*"],

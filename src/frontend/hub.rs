@@ -267,6 +267,15 @@ impl Hub {
         }
     }
 
+    /// How many of this worker's clients want `name`, and whether the hub subscribes to it at a
+    /// node for them (where it counts as one subscriber).
+    pub(super) fn local(&self, kind: Kind, name: &Bytes) -> (usize, bool) {
+        let state = self.lock();
+        let key = (kind, name.clone());
+        let clients = state.wanted.get(&key).map_or(0, HashSet::len);
+        (clients, state.confirmed.contains(&key))
+    }
+
     /// Hands a message to every member that wants `key`. A member that does not keep up (its
     /// queue or its budget full) is cut off: the others still get every message.
     fn deliver(&self, key: &(Kind, Bytes), message: &Bytes) {

@@ -5,6 +5,7 @@ mod inflight;
 mod info;
 mod listener;
 mod local;
+mod pubsub_info;
 mod session;
 mod subscription;
 mod transaction;
@@ -82,6 +83,8 @@ pub struct Frontend {
 struct Totals {
     started: Instant,
     next_client_id: AtomicU64,
+    /// Every worker's hub, for PUBSUB NUMSUB to count slotgate's subscribers.
+    hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
 }
 
 impl Frontend {
@@ -91,15 +94,17 @@ impl Frontend {
             settings.subscriber.clone(),
             metrics.clone(),
         ));
+        let totals = Arc::new(Totals {
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(1),
+            hubs: std::sync::Mutex::new(vec![hub.clone()]),
+        });
         Frontend {
             hub,
             router,
             metrics,
             settings,
-            totals: Arc::new(Totals {
-                started: Instant::now(),
-                next_client_id: AtomicU64::new(1),
-            }),
+            totals,
             next_affinity: AtomicUsize::new(0),
         }
     }
@@ -111,6 +116,11 @@ impl Frontend {
             self.settings.subscriber.clone(),
             self.metrics.clone(),
         ));
+        self.totals
+            .hubs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hub.clone());
         Frontend {
             hub,
             router,
@@ -119,6 +129,15 @@ impl Frontend {
             totals: self.totals.clone(),
             next_affinity: AtomicUsize::new(0),
         }
+    }
+
+    /// Every worker's hub.
+    fn hubs(&self) -> Vec<Arc<Hub>> {
+        self.totals
+            .hubs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn stats(&self) -> info::Stats {

@@ -16,6 +16,7 @@ use tokio_util::codec::FramedRead;
 use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
+use super::pubsub_info;
 use super::subscription::{self, Subscription};
 use super::transaction::Transaction;
 use super::Frontend;
@@ -411,6 +412,13 @@ impl Session {
                 self.ready(subscription::pong(req.args().get(1)));
             }
             Action::PubSub(cmd) => self.pubsub(cmd, req),
+            Action::PubSubQuery(query) => {
+                let fe = self.fe.clone();
+                self.inflight.task(Box::pin(async move {
+                    let limits = fe.settings.limits;
+                    pubsub_info::answer(&fe.router, &fe.hubs(), query, &req, &limits).await
+                }));
+            }
             Action::Local(cmd) => {
                 if cmd == LocalCommand::Reset {
                     self.txn = None;

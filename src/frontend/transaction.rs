@@ -123,9 +123,11 @@ impl Transaction {
                 "ERR slotgate: subscribing inside a transaction is not supported",
             )),
             // Run by the node the transaction is bound to, as on Redis Cluster.
-            Action::AnyMaster | Action::FanOut(_) | Action::Local(_) | Action::Transaction(_) => {
-                Ok(None)
-            }
+            Action::AnyMaster
+            | Action::FanOut(_)
+            | Action::Local(_)
+            | Action::Transaction(_)
+            | Action::PubSubQuery(_) => Ok(None),
         }
     }
 

@@ -110,9 +110,11 @@ impl Router {
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
             Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
-            Action::Local(_) | Action::Transaction(_) | Action::PubSub(_) | Action::Reject(_) => {
-                Err(RouteError::UnexpectedReply("a request for the session"))
-            }
+            Action::Local(_)
+            | Action::Transaction(_)
+            | Action::PubSub(_)
+            | Action::PubSubQuery(_)
+            | Action::Reject(_) => Err(RouteError::UnexpectedReply("a request for the session")),
         };
         self.answer(result)
     }
@@ -199,6 +201,21 @@ impl Router {
             n.send(bytes.clone(), 0, affinity, None)
                 .await
                 .map_err(RouteError::from)
+        }))
+        .await
+    }
+
+    /// Sends the same command to every node of the slot map, replicas too unless `masters_only`:
+    /// what each node alone knows (its own subscribers, say).
+    pub async fn ask_every_node(&self, bytes: Bytes, masters_only: bool) -> Vec<PartResult> {
+        let topology = self.topology();
+        let nodes: Vec<NodeAddr> = match masters_only {
+            true => topology.shards().iter().map(|s| s.master.clone()).collect(),
+            false => topology.all_nodes(),
+        };
+        join_all(nodes.iter().map(|addr| {
+            let (node, bytes) = (self.pool.node(addr), bytes.clone());
+            async move { node.send(bytes, 0, 0, None).await.map_err(RouteError::from) }
         }))
         .await
     }

@@ -278,3 +278,33 @@ fn a_shard_channel_keeps_delivering_across_a_reshard_of_its_slot() {
 fn message_kind(kind: &str, channel: &str, payload: &str) -> Vec<u8> {
     format!("*3\r\n{}{}{}", bulk(kind), bulk(channel), bulk(payload)).into_bytes()
 }
+
+#[test]
+fn pubsub_numsub_counts_slotgates_clients_and_channels_spans_the_cluster() {
+    let proxy = own_proxy(|_| {});
+    let subscribers: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = TcpStream::connect(proxy.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"SUBSCRIBE ps5:chat\r\n").unwrap();
+            expect(&mut s, &push("subscribe", "ps5:chat", 1));
+            s
+        })
+        .collect();
+    let mut c = proxy.client();
+    let numsub = q(&mut c, &["PUBSUB", "NUMSUB", "ps5:chat", "ps5:nobody"]);
+    assert_eq!(
+        numsub,
+        Value::Array(vec![
+            Value::BulkString(b"ps5:chat".to_vec()),
+            Value::Int(5),
+            Value::BulkString(b"ps5:nobody".to_vec()),
+            Value::Int(0),
+        ])
+    );
+    let Value::Array(channels) = q(&mut c, &["PUBSUB", "CHANNELS", "ps5:*"]) else {
+        panic!("PUBSUB CHANNELS is an array")
+    };
+    assert_eq!(channels, vec![Value::BulkString(b"ps5:chat".to_vec())]);
+    drop(subscribers);
+}
