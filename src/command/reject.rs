@@ -12,7 +12,7 @@ use crate::protocol::Request;
 pub enum Reason {
     /// A blocked command would hold a backend connection that other clients' requests share.
     Blocking,
-    /// A learned pub/sub command: subscriptions are slotgate's own, on shared connections.
+    /// A pub/sub command learned from the cluster, which slotgate does not handle.
     PubSub,
     /// MONITOR streams one node's traffic forever.
     Monitor,
