@@ -299,8 +299,11 @@ impl Hub {
 
     /// Records the node's answer to a (P)(UN)SUBSCRIBE, or delivers a message.
     fn on_push(&self, frame: &Frame, raw: &Bytes) -> Push {
-        let Frame::Array(items) = frame else {
-            return Push::Other;
+        let items = match frame {
+            Frame::Array(items) => items,
+            // Outside subscribed mode (every client gone) the node answers PING with +PONG.
+            Frame::Simple(s) if s.eq_ignore_ascii_case(b"PONG") => return Push::Pong,
+            _ => return Push::Other,
         };
         let text = |i: usize| match items.get(i) {
             Some(Frame::Bulk(b)) => Some(b.clone()),
