@@ -27,6 +27,8 @@
 //!   a PONG: between 1 and 1.5 op timeouts after the stop. Asserted: within
 //!   [`STOP_WITHIN`], 1.5 op timeouts plus 1 s for a busy two-core machine. The node gets
 //!   SIGCONT before any assertion, even if the test fails, and the cluster must settle.
+//! - `idle_subscriber_connection_stays_on_its_node`, without a fault: once its last client has
+//!   unsubscribed, the subscriber connection is idle, not failed, and must stay on its node.
 //!
 //! Every socket has a read timeout and every loop a bound in count and time.
 
@@ -44,7 +46,9 @@ use redis::Value;
 use crate::common::cluster::RedisCluster;
 use crate::load::connect;
 use crate::report::ms;
-use crate::setup::{self, info_field, node_cmd, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE};
+use crate::setup::{
+    self, info_field, node_cmd, text, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE,
+};
 use crate::watch::Promotion;
 
 const CHANNEL: &str = "chaos:feed";
@@ -160,6 +164,49 @@ fn sigstop_subscriber_node() {
 fn firsts_text(firsts: &[(u64, Duration)]) -> String {
     let pairs: Vec<(u64, u128)> = firsts.iter().map(|(n, d)| (*n, d.as_millis())).collect();
     format!("{pairs:?}")
+}
+
+/// A subscriber connection whose clients have all unsubscribed is idle, not broken: the hub
+/// goes on checking it with a PING, which a node out of subscribed mode answers with `+PONG`
+/// rather than `["pong", ""]`, and the connection must stay on its node (the same client id
+/// there) for several op timeouts.
+#[test]
+fn idle_subscriber_connection_stays_on_its_node() {
+    let env = setup::start_with(|cfg| cfg.workers = 1);
+    let mut subscriber = Subscriber::connect(env.proxy.addr);
+    let node = subscriber_node(&env.cluster);
+    let id = subscribed_client_id(node);
+    subscriber
+        .stream
+        .write_all(format!("UNSUBSCRIBE {CHANNEL}\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(
+        subscriber.next(Instant::now() + ANSWER_WITHIN),
+        Ok(Some(vec!["unsubscribe".into(), CHANNEL.into(), "0".into()]))
+    );
+    let unsubscribed = Instant::now();
+    let watch = Duration::from_millis(OP_TIMEOUT_MS * 4);
+    while unsubscribed.elapsed() < watch {
+        let client =
+            node_cmd(node, &["CLIENT", "LIST", "ID", &id]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !text(&client).trim().is_empty(),
+            "the idle subscriber connection (client {id} on {node}) was closed {} ms after the \
+             last UNSUBSCRIBE, though the node was up and answering",
+            unsubscribed.elapsed().as_millis()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The id of the one client of `node` subscribed to a channel, from `CLIENT LIST`.
+fn subscribed_client_id(node: u16) -> String {
+    let list = text(&node_cmd(node, &["CLIENT", "LIST"]).unwrap_or_else(|e| panic!("{e}")));
+    list.lines()
+        .find(|l| l.split(' ').any(|f| f == "sub=1"))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .unwrap_or_else(|| panic!("no subscribed client on {node}:\n{list}"))
+        .to_owned()
 }
 
 /// Subscribes the clients, finds the node of the subscriber connection, picks a publisher off
