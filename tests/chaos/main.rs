@@ -4,7 +4,9 @@
 //! notice, that the faulty shard serves again soon after its replica is promoted, that no
 //! acknowledged write is lost and that no client ever reads a value older than its own last
 //! acknowledged write. Clients blocked in BLPOP while their master is replaced must each get
-//! one value exactly once, or be told that the outcome is unknown (`blocking.rs`).
+//! one value exactly once, or be told that the outcome is unknown (`blocking.rs`). Subscribers
+//! must hear again soon after the node holding slotgate's subscriber connection is killed or
+//! stopped, and from then on get every message in order (`pubsub.rs`).
 //!
 //! Every test starts its own cluster and its own proxy, because it breaks them. They run one at a
 //! time (`setup::start` holds a lock): six Redis nodes, a proxy and six client threads per test
@@ -21,6 +23,7 @@ mod hung;
 mod load;
 mod order;
 mod planned;
+mod pubsub;
 mod report;
 mod run;
 mod setup;

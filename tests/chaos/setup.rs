@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use redis::Value;
 use slotgate::cluster::SLOT_COUNT;
+use slotgate::config::Config;
 
 use crate::common::cluster::RedisCluster;
 use crate::common::proxy::Proxy;
@@ -33,6 +34,12 @@ pub struct Env {
 /// Starts a 3-master + 3-replica cluster and a proxy seeded with every node, after waiting for
 /// any other chaos test of this process to finish.
 pub fn start() -> Env {
+    start_with(|_| {})
+}
+
+/// `start`, with `tweak` adjusting the proxy's configuration after the chaos settings above
+/// (`cfg.workers = 1` for one subscriber connection, say).
+pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
     static SERIAL: Mutex<()> = Mutex::new(());
     // A failed test poisons the lock; the next one still runs on a fresh cluster.
     let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
@@ -43,6 +50,7 @@ pub fn start() -> Env {
         cfg.backend.hold_timeout_ms = HOLD_TIMEOUT_MS;
         cfg.topology.min_refresh_interval_ms = 100;
         cfg.topology.refresh_interval_ms = 1000;
+        tweak(cfg);
     });
     Env {
         proxy,
