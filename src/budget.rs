@@ -99,6 +99,13 @@ impl Budget {
         true
     }
 
+    /// A reply of `len` bytes the session made (a merged MGET, say) waits for its turn: counted
+    /// like an arrived one, but never refused, since it is already made.
+    pub fn made(&self, len: usize) {
+        let owed = self.owed.fetch_add(len, Ordering::Relaxed) + len;
+        self.wake_if_over(owed + self.held.load(Ordering::Relaxed));
+    }
+
     /// The session took a reply of `len` bytes (or it was dropped undelivered).
     pub fn taken(&self, len: usize) {
         self.owed.fetch_sub(len, Ordering::Relaxed);

@@ -386,10 +386,10 @@ async fn connection(hub: Arc<Hub>) {
             failed = Some(addr);
             break;
         }
-        if !served {
-            // No node reachable (or no slot map yet): look again shortly.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // Shortly, not at once: a node that keeps refusing (an error reply each time) must not
+        // make the hub reconnect in a tight loop.
+        let pause = if served { 10 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
@@ -498,7 +498,7 @@ fn link_addr(link: &Link) -> &str {
 /// buffer.
 fn reconcile(hub: &Hub, link: &Link, at_node: &mut HashSet<(Kind, Bytes)>) -> BytesMut {
     let topology = hub.router.topology();
-    let state = hub.lock();
+    let mut state = hub.lock();
     let mut out = BytesMut::new();
     for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
         let add: Vec<Bytes> = state
@@ -532,10 +532,15 @@ fn reconcile(hub: &Hub, link: &Link, at_node: &mut HashSet<(Kind, Bytes)>) -> By
                 );
             }
             for name in names {
-                match on {
-                    true => at_node.insert((kind, name)),
-                    false => at_node.remove(&(kind, name)),
-                };
+                let key = (kind, name);
+                if !on {
+                    // Not confirmed from now on: a client subscribing again must wait for the
+                    // node's new confirmation, not take the old one.
+                    state.confirmed.remove(&key);
+                    at_node.remove(&key);
+                } else {
+                    at_node.insert(key);
+                }
             }
         }
     }

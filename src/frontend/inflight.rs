@@ -47,7 +47,7 @@ pub(super) struct Inflight {
     affinity: usize,
     /// The client's output budget: fast-path replies count there until taken.
     budget: Arc<Budget>,
-    /// Bytes of the replies in `Ready` entries and in `done`.
+    /// Bytes of the replies in `Ready` entries (task outputs count in the budget itself).
     held: usize,
 }
 
@@ -108,10 +108,21 @@ impl Inflight {
     /// set its first poll could come after a later request's fast-path send (the set polls only so
     /// many futures per call). The waker of this poll does nothing; that loses no wake-up, since the
     /// set polls every newly added future again with the session's own.
-    pub fn task(&mut self, mut future: ReplyFuture) {
+    pub fn task(&mut self, future: ReplyFuture) {
+        // A finished task's reply may wait behind a slow head for long: it counts against the
+        // client's budget from the moment it is made until it is popped.
+        let budget = self.budget.clone();
+        let mut future: ReplyFuture = Box::pin(async move {
+            let reply = future.await;
+            budget.made(reply.bytes().len());
+            reply
+        });
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         match future.as_mut().poll(&mut cx) {
-            Poll::Ready(reply) => self.ready(reply),
+            Poll::Ready(reply) => {
+                self.budget.taken(reply.bytes().len());
+                self.ready(reply);
+            }
             Poll::Pending => {
                 self.tasks.push_back(future);
                 self.push(Entry::Task);
@@ -134,10 +145,7 @@ impl Stream for Inflight {
         // Skipping an empty set matters: polling it still registers the waker, on every reply.
         while !this.tasks.is_empty() {
             match this.tasks.poll_next_unpin(cx) {
-                Poll::Ready(Some(reply)) => {
-                    this.held += reply.bytes().len();
-                    this.done.push_back(reply);
-                }
+                Poll::Ready(Some(reply)) => this.done.push_back(reply),
                 _ => break,
             }
         }
@@ -157,7 +165,7 @@ impl Stream for Inflight {
                 Entry::Task => {
                     return match this.done.pop_front() {
                         Some(reply) => {
-                            this.held -= reply.bytes().len();
+                            this.budget.taken(reply.bytes().len());
                             this.pop(reply)
                         }
                         None => Poll::Pending,

@@ -53,7 +53,10 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         reading: true,
         disruptions: 0,
         parked: VecDeque::new(),
-        blocked: false,
+        barrier: false,
+        blocking: false,
+        late_error: None,
+        quit: false,
         txn: None,
         subs: None,
         answered: (0, 0),
@@ -96,7 +99,9 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                     break;
                 }
             }
-            Some(message) = next_message(&mut session.subs) => {
+            // After the replies in flight: a (P)SUBSCRIBE's confirmation goes out before messages
+            // of its channels, as on Redis.
+            Some(message) = next_message(&mut session.subs), if session.inflight.is_empty() => {
                 let written = tokio::select! {
                     written = session.write_messages(message, &mut wr, &mut out) => written.is_ok(),
                     breach = breached(messages.as_deref()) => {
@@ -118,7 +123,8 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                     break;
                 }
             }
-            () = &mut idle_sleep, if idle.is_some() && session.inflight.is_empty() => break,
+            // A subscriber only listens: as on Redis, it is never idle.
+            () = &mut idle_sleep, if idle.is_some() && session.inflight.is_empty() && session.subs.is_none() => break,
             else => break,
         }
     }
@@ -183,9 +189,18 @@ struct Session {
     /// Requests read after a disruption or behind a blocking command, waiting for everything
     /// before them to be answered. Bounded with the in-flight requests by `max_pipeline`.
     parked: VecDeque<Request>,
-    /// A blocking command is in flight: like Redis, run nothing after it until it is answered,
-    /// but keep reading, so that a client that leaves is noticed and its command cancelled.
-    blocked: bool,
+    /// A request is in flight that nothing after it may overtake: a blocking command (Redis runs
+    /// nothing after it until it is answered), or a WATCH or EXEC, which reach their node over a
+    /// connection of their own and could otherwise be overtaken on the shared one.
+    barrier: bool,
+    /// A blocking command is in flight or parked: if the client leaves, it is cancelled rather
+    /// than run for nobody. Reading goes on meanwhile so that the leaving is noticed.
+    blocking: bool,
+    /// QUIT was answered: nothing after it runs.
+    quit: bool,
+    /// The protocol error that ended the client's input, answered after the parked requests
+    /// read before it.
+    late_error: Option<Reply>,
     /// WATCH, MULTI and their reserved connection; dropped with the session, closing it.
     txn: Option<Transaction>,
     /// Channels and patterns, and the client's place in the worker's hub; dropped with the
@@ -231,7 +246,8 @@ impl Session {
         out.clear();
         self.hold(0);
         if self.inflight.is_empty() {
-            self.blocked = false;
+            self.barrier = false;
+            self.blocking = false;
             self.dispatch_parked();
         }
         Ok(())
@@ -318,14 +334,27 @@ impl Session {
         self.fe.metrics.output_limit_disconnects(breach.label());
     }
 
-    /// Dispatches parked requests in order until one has to wait again.
+    /// Dispatches parked requests in order until one has to wait again, then a protocol error
+    /// that came after them. A QUIT among them ends it: Redis runs nothing after QUIT.
     fn dispatch_parked(&mut self) {
-        while !self.blocked && self.in_step() {
+        while !self.barrier && self.in_step() {
             let Some(req) = self.parked.pop_front() else {
+                if let Some(error) = self.late_error.take() {
+                    self.ready(error);
+                }
                 return;
             };
             self.dispatch(req);
+            if self.quit {
+                self.parked.clear();
+                self.late_error = None;
+                return;
+            }
         }
+    }
+
+    fn is_blocking(&self, req: &Request) -> bool {
+        self.fe.router.classify(req).traits.blocking()
     }
 
     /// Takes what the client sent next: a request, the end of its input, or bytes that are not
@@ -334,14 +363,18 @@ impl Session {
         match next {
             // Checked here, not in the select branch's condition: select! evaluates that once,
             // and a disruption may come while the branch waits for the client.
-            Some(Ok(req)) => match self.parked.is_empty() && !self.blocked && self.in_step() {
+            Some(Ok(req)) => match self.parked.is_empty() && !self.barrier && self.in_step() {
                 true => self.dispatch(req),
-                false => self.parked.push_back(req),
+                false => {
+                    self.blocking |= self.is_blocking(&req);
+                    self.parked.push_back(req);
+                }
             },
             Some(Err(ProtocolError::Io(_))) | None => {
                 self.reading = false;
-                // As Redis does for a blocked client that leaves: cancel, pop nothing.
-                if self.blocked {
+                // As Redis does for a blocked client that leaves: cancel, pop nothing (also for
+                // one still parked, which would otherwise run for nobody).
+                if self.blocking {
                     return Gone::Cancel;
                 }
             }
@@ -349,7 +382,11 @@ impl Session {
                 // As Redis does: answer what came before, report the error, close.
                 self.fe.metrics.protocol_errors_total.inc();
                 tracing::debug!(client = self.client.id, error = %e, "protocol error");
-                self.ready(Reply::error_line(&format!("ERR {e}")));
+                let error = Reply::error_line(&format!("ERR {e}"));
+                match self.parked.is_empty() {
+                    true => self.ready(error),
+                    false => self.late_error = Some(error),
+                }
                 self.reading = false;
             }
         }
@@ -429,6 +466,7 @@ impl Session {
                     (reply, After::Close) => {
                         self.ready(reply);
                         self.reading = false;
+                        self.quit = true;
                     }
                     (_, After::Info) => self.info(&req),
                 }
@@ -445,7 +483,10 @@ impl Session {
                     self.inflight.fast(req, started);
                     return;
                 }
-                self.blocked = plan.traits.blocking();
+                if plan.traits.blocking() {
+                    self.barrier = true;
+                    self.blocking = true;
+                }
                 let router = self.fe.router.clone();
                 let turn = self.inflight.next_turn();
                 let budget = Some(budget.clone());
@@ -465,14 +506,23 @@ impl Session {
                 let reply = self.txn.get_or_insert_with(Transaction::default).multi();
                 self.ready(reply);
             }
-            TxnCommand::Exec => match self.txn.take().map(Transaction::exec) {
-                None => self.ready(Reply::error_line("ERR EXEC without MULTI")),
-                Some(Err(reply)) => self.ready(reply),
-                Some(Ok(exec)) => self.inflight.task(Box::pin(async move {
-                    router
-                        .exec(exec.slot, exec.queued, &exec.reserved, turn)
-                        .await
-                })),
+            TxnCommand::Exec => match self.txn.take() {
+                Some(t) if t.in_multi() => match t.exec() {
+                    Err(reply) => self.ready(reply),
+                    Ok(exec) => {
+                        self.inflight.task(Box::pin(async move {
+                            router
+                                .exec(exec.slot, exec.queued, &exec.reserved, turn)
+                                .await
+                        }));
+                        self.barrier = true;
+                    }
+                },
+                // Redis keeps the WATCHes of a client that sends a stray EXEC.
+                other => {
+                    self.txn = other;
+                    self.ready(Reply::error_line("ERR EXEC without MULTI"));
+                }
             },
             TxnCommand::Discard => match self.txn.take() {
                 Some(t) if t.in_multi() => self.ready(Reply::ok()),
@@ -490,6 +540,7 @@ impl Session {
                         self.inflight.task(Box::pin(async move {
                             router.watch(slot, &req, &reserved, turn).await
                         }));
+                        self.barrier = true;
                     }
                 }
             }

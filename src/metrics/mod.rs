@@ -33,6 +33,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "split_failed",
     "unexpected_reply",
     "transaction_moved",
+    "watch_refused",
     // slotgate refused the request itself (command::RejectKind)
     "wrong_arity",
     "unknown_command",

@@ -35,6 +35,9 @@ pub enum RouteError {
     /// them, so nothing ran.
     #[error("EXECABORT Transaction discarded because slot {slot} moved to {addr}; nothing ran")]
     TransactionMoved { slot: Slot, addr: NodeAddr },
+    /// A WATCH of this transaction was refused by its node: nothing is watched, so nothing runs.
+    #[error("EXECABORT Transaction discarded because a WATCH failed: {why}")]
+    WatchRefused { why: String },
     /// A transaction's slot is being migrated: its keys may be on either node, so nothing ran.
     #[error("EXECABORT Transaction discarded because slot {slot} is being migrated; nothing ran")]
     TransactionMigrating { slot: Slot },
@@ -61,6 +64,7 @@ impl RouteError {
             RouteError::TransactionMoved { .. } | RouteError::TransactionMigrating { .. } => {
                 "transaction_moved"
             }
+            RouteError::WatchRefused { .. } => "watch_refused",
         }
     }
 }
@@ -97,6 +101,7 @@ mod tests {
             RouteError::UnexpectedReply("x"),
             RouteError::TransactionMoved { slot, addr: addr() },
             RouteError::TransactionMigrating { slot },
+            RouteError::WatchRefused { why: String::new() },
         ];
         for e in &all {
             assert!(ERROR_KINDS.contains(&e.kind()), "{e:?}");

@@ -42,7 +42,11 @@ pub fn is_redirect(reply: &Reply) -> bool {
 /// A blocked command released unanswered because its node stopped being a master: it popped
 /// nothing, so it may be sent to the new master.
 pub fn is_unblocked(reply: &Reply) -> bool {
-    reply.error().is_some_and(|e| e.starts_with(b"UNBLOCKED"))
+    // Only the failover's words: UNBLOCKED is also how CLIENT UNBLOCK ... ERROR and a deleted
+    // stream release a client, and those must reach it.
+    reply
+        .error()
+        .is_some_and(|e| e.starts_with(b"UNBLOCKED force unblock"))
 }
 
 /// Errors that mean the cluster itself is reconfiguring: worth a slot map refresh.

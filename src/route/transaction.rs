@@ -36,11 +36,30 @@ const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
 impl Router {
     /// Sends `WATCH` for keys of `slot` on the client's reserved connection, opening it to the
     /// slot's master first. A MOVED on a fresh connection (the map was stale) opens it again at
-    /// the new owner; on one that already watches keys, the transaction is lost.
+    /// the new owner; any other failure loses the transaction.
     pub async fn watch(&self, slot: Slot, req: &Request, reserved: &Reserved, turn: Turn) -> Reply {
         turn.wait().await;
         let mut reservation = reserved.lock().await;
         let result = self.watch_on(slot, req, &mut reservation).await;
+        // A WATCH that did not take, however it failed, makes EXEC fail: a client may pipeline
+        // MULTI ... EXEC without looking at WATCH's reply, and must never commit unwatched.
+        let lost = match &result {
+            Err(
+                e @ (RouteError::TransactionMoved { .. }
+                | RouteError::TransactionMigrating { .. }
+                | RouteError::WatchRefused { .. }),
+            ) => Some(e.clone()),
+            // EXEC then says EXECABORT, which clients know, with this error as the reason.
+            Err(e) => Some(RouteError::WatchRefused { why: e.to_string() }),
+            Ok(reply) => reply.error().map(|e| RouteError::WatchRefused {
+                why: String::from_utf8_lossy(e).into_owned(),
+            }),
+        };
+        if let Some(e) = lost {
+            if !matches!(*reservation, Reservation::Lost(_)) {
+                *reservation = Reservation::Lost(e);
+            }
+        }
         self.answer(result)
     }
 
@@ -60,18 +79,7 @@ impl Router {
                     return Err(e);
                 }
             };
-            // Whatever goes wrong on a connection that already watches keys loses those WATCHes
-            // with it: EXEC must then fail, never run unwatched on a new connection.
-            let lose = |reservation: &mut Reservation, e: RouteError| {
-                if !fresh {
-                    *reservation = Reservation::Lost(e.clone());
-                }
-                Err(e)
-            };
-            let reply = match conn.send(req.to_resp(), 0).await {
-                Ok(reply) => reply,
-                Err(e) => return lose(reservation, e.into()),
-            };
+            let reply = conn.send(req.to_resp(), 0).await?;
             match redirect::classify(&reply, conn.addr()) {
                 None => {
                     *reservation = Reservation::Open(conn);
@@ -80,11 +88,10 @@ impl Router {
                 Some(Redirect::Moved { slot: moved, addr }) => {
                     self.apply_moved(moved, &addr);
                     if !fresh {
-                        let lost = RouteError::TransactionMoved { slot: moved, addr };
-                        return lose(reservation, lost);
+                        return Err(RouteError::TransactionMoved { slot: moved, addr });
                     }
                 }
-                Some(_) => return lose(reservation, RouteError::TransactionMigrating { slot }),
+                Some(_) => return Err(RouteError::TransactionMigrating { slot }),
             }
         }
         Err(RouteError::TooManyRedirects {

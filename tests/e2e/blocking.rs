@@ -141,3 +141,51 @@ fn past_the_seat_limit_a_blocking_command_gets_a_clear_error() {
     assert_eq!(q(&mut c, &["PING"]), Value::SimpleString("PONG".into()));
     drop(raw);
 }
+
+#[test]
+fn behind_a_blocking_command_a_protocol_error_and_quit_keep_their_place() {
+    use std::io::Read;
+    let mut s = crate::raw::connect();
+    s.write_all(b"BLPOP {bl7}q 0.1\r\nGET {bl7}x\r\n*1\r\n$zz\r\n")
+        .unwrap();
+    crate::raw::expect(
+        &mut s,
+        b"*-1\r\n$-1\r\n-ERR Protocol error: invalid bulk length\r\n",
+    );
+    let mut s = crate::raw::connect();
+    s.write_all(b"BLPOP {bl7}q 0.1\r\nQUIT\r\nGET {bl7}x\r\n")
+        .unwrap();
+    crate::raw::expect(&mut s, b"*-1\r\n+OK\r\n");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "ran after QUIT: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
+fn a_parked_blocking_command_of_a_client_that_left_never_runs() {
+    let proxy = own_proxy(|_| {});
+    let mut raw = std::net::TcpStream::connect(proxy.addr).unwrap();
+    // The second BLPOP waits behind the first; the client leaves while both are pending.
+    raw.write_all(b"BLPOP {bl8}q 0.3\r\nBLPOP {bl8}q 0\r\n")
+        .unwrap();
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        1.0,
+        Duration::from_secs(10),
+    );
+    drop(raw);
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        0.0,
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = proxy.client();
+    q(&mut c, &["RPUSH", "{bl8}q", "kept"]);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(q(&mut c, &["LLEN", "{bl8}q"]), Value::Int(1));
+}

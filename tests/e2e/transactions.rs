@@ -312,3 +312,70 @@ fn end_move(slot: u16, from: u16, to: u16) {
         cluster.cli(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
     }
 }
+
+/// Pipelined, a command after EXEC must not overtake it: EXEC goes over the client's own
+/// connection, the next command over the shared one.
+#[test]
+fn a_command_pipelined_after_exec_runs_after_it() {
+    let mut c = env().proxy.client();
+    for round in 0..20 {
+        let mut pipe = redis::pipe();
+        pipe.cmd("MULTI")
+            .cmd("SET")
+            .arg("{tx10}k")
+            .arg("in-transaction")
+            .cmd("EXEC")
+            .cmd("SET")
+            .arg("{tx10}k")
+            .arg(format!("after-{round}"));
+        let _: Vec<Value> = pipe.query(&mut c).unwrap();
+        assert_eq!(
+            q(&mut c, &["GET", "{tx10}k"]),
+            bulk(&format!("after-{round}")),
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn a_stray_exec_keeps_the_watch() {
+    let mut c = env().proxy.client();
+    let mut other = env().proxy.client();
+    q(&mut c, &["SET", "{tx11}w", "0"]);
+    q(&mut c, &["WATCH", "{tx11}w"]);
+    assert!(q_err(&mut c, &["EXEC"]).contains("EXEC without MULTI"));
+    q(&mut other, &["SET", "{tx11}w", "theirs"]);
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx11}w", "mine"]);
+    assert_eq!(q(&mut c, &["EXEC"]), Value::Nil);
+    assert_eq!(q(&mut c, &["GET", "{tx11}w"]), bulk("theirs"));
+}
+
+/// A WATCH that could not run (no seat for its connection here) must make EXEC fail, not commit
+/// without the check.
+#[test]
+fn a_failed_first_watch_makes_exec_abort() {
+    use std::io::Write;
+    let proxy = own_proxy(|c| c.backend.max_dedicated_per_node = 1);
+    // Another client holds the one seat to the slot's master.
+    let mut holder = std::net::TcpStream::connect(proxy.addr).unwrap();
+    holder.write_all(b"BLPOP {tx12}q 0\r\n").unwrap();
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        1.0,
+        Duration::from_secs(10),
+    );
+    let mut c = proxy.client();
+    assert!(q_err(&mut c, &["WATCH", "{tx12}w"]).contains("dedicated connections"));
+    drop(holder);
+    proxy.wait_metric(
+        "slotgate_dedicated_connections",
+        0.0,
+        Duration::from_secs(10),
+    );
+    q(&mut c, &["MULTI"]);
+    q(&mut c, &["SET", "{tx12}w", "unwatched"]);
+    let e = q_err(&mut c, &["EXEC"]);
+    assert!(e.contains("Transaction discarded"), "{e}");
+    assert_eq!(q(&mut c, &["GET", "{tx12}w"]), Value::Nil);
+}
