@@ -71,13 +71,18 @@ enum Link {
 }
 
 impl Link {
-    /// Whether this link is where the hub subscribes `key`, as the slot map says now.
-    fn carries(&self, key: &(Kind, Bytes), topology: &Topology) -> bool {
+    /// Whether this link is where the hub subscribes `key`. A shard channel stays with the link
+    /// that holds it until its node drops it (or the connection ends): after a failover the old
+    /// master, now a replica, still delivers the shard's messages, and subscribing at the new
+    /// master as well would deliver some twice. A channel nobody holds goes to the slot's master
+    /// in the current map.
+    fn carries(&self, key: &(Kind, Bytes), topology: &Topology, state: &State) -> bool {
         match (self, key.0) {
             (Link::Any, Kind::Channel | Kind::Pattern) => true,
-            (Link::Shard(addr), Kind::Shard) => {
-                topology.master_of(Slot::for_key(&key.1)) == Some(addr)
-            }
+            (Link::Shard(addr), Kind::Shard) => match state.holder.get(key) {
+                Some(holder) => holder == addr,
+                None => topology.master_of(Slot::for_key(&key.1)) == Some(addr),
+            },
             _ => false,
         }
     }
@@ -101,6 +106,8 @@ struct State {
     running: bool,
     /// The shard masters a connection task runs for.
     shard_links: HashSet<NodeAddr>,
+    /// Which shard link has subscribed each shard channel at its node: exactly one at a time.
+    holder: HashMap<(Kind, Bytes), NodeAddr>,
 }
 
 pub struct Hub {
@@ -276,6 +283,35 @@ impl Hub {
         (clients, state.confirmed.contains(&key))
     }
 
+    /// `link` no longer holds `keys` at its node: another link may take them.
+    fn release(&self, link: &Link, keys: &[(Kind, Bytes)]) {
+        let Link::Shard(addr) = link else {
+            return;
+        };
+        let mut state = self.lock();
+        for key in keys {
+            if state.holder.get(key) == Some(addr) {
+                state.holder.remove(key);
+            }
+        }
+        drop(state);
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
+
+    /// A shard link that holds nothing and would take nothing: its connection can go.
+    fn idle(&self, link: &Link, at_node: &HashSet<(Kind, Bytes)>) -> bool {
+        if *link == Link::Any || !at_node.is_empty() {
+            return false;
+        }
+        let topology = self.router.topology();
+        let state = self.lock();
+        !state
+            .wanted
+            .keys()
+            .any(|k| link.carries(k, &topology, &state))
+    }
+
     /// Hands a message to every member that wants `key`. A member that does not keep up (its
     /// queue or its budget full) is cut off: the others still get every message.
     fn deliver(&self, key: &(Kind, Bytes), message: &Bytes) {
@@ -407,7 +443,10 @@ async fn shard_link(hub: Arc<Hub>, addr: NodeAddr) {
             let topology = hub.router.topology();
             let mut state = hub.lock();
             let link = Link::Shard(addr.clone());
-            let done = !state.wanted.keys().any(|k| link.carries(k, &topology));
+            let done = !state
+                .wanted
+                .keys()
+                .any(|k| link.carries(k, &topology, &state));
             if done {
                 state.shard_links.remove(&addr);
             }
@@ -447,10 +486,11 @@ async fn serve(hub: &Arc<Hub>, link: &Link, stream: tokio::net::TcpStream) -> &'
                 if reply.error().is_some() {
                     // SSUBSCRIBE to a node that no longer owns the slot: learn where it went.
                     hub.router.note_redirect(&reply, link_addr(link));
-                    at_node.retain(|k| k.0 != Kind::Shard);
                     if *link == Link::Any {
                         break "error reply";
                     }
+                    let dropped: Vec<_> = at_node.drain().collect();
+                    hub.release(link, &dropped);
                     hub.ensure_shard_links();
                     continue;
                 }
@@ -461,13 +501,18 @@ async fn serve(hub: &Arc<Hub>, link: &Link, stream: tokio::net::TcpStream) -> &'
                     Push::Pong => pong_due = None,
                     Push::Dropped(key) => {
                         at_node.remove(&key);
+                        hub.release(link, std::slice::from_ref(&key));
                         hub.ensure_shard_links();
                     }
                     Push::Handled | Push::Other => {}
                 }
             }
             () = hub.changed.notified() => {}
-            _ = recheck.tick() => {}
+            _ = recheck.tick() => {
+                if hub.idle(link, &at_node) {
+                    break "nothing left to subscribe here";
+                }
+            }
             now = ping.tick() => {
                 if pong_due.is_some_and(|due| now >= due) {
                     break "no PONG within the operation timeout";
@@ -480,10 +525,11 @@ async fn serve(hub: &Arc<Hub>, link: &Link, stream: tokio::net::TcpStream) -> &'
         }
     };
     hub.metrics.subscriber_connections.dec();
-    let mut state = hub.lock();
-    for key in &at_node {
-        state.confirmed.remove(key);
+    let held: Vec<_> = at_node.into_iter().collect();
+    for key in &held {
+        hub.lock().confirmed.remove(key);
     }
+    hub.release(link, &held);
     end
 }
 
@@ -504,13 +550,14 @@ fn reconcile(hub: &Hub, link: &Link, at_node: &mut HashSet<(Kind, Bytes)>) -> By
         let add: Vec<Bytes> = state
             .wanted
             .keys()
-            .filter(|k| k.0 == kind && !at_node.contains(*k) && link.carries(k, &topology))
+            .filter(|k| k.0 == kind && !at_node.contains(*k) && link.carries(k, &topology, &state))
             .map(|k| k.1.clone())
             .collect();
         let remove: Vec<Bytes> = at_node
             .iter()
             .filter(|k| {
-                k.0 == kind && !(state.wanted.contains_key(*k) && link.carries(k, &topology))
+                k.0 == kind
+                    && !(state.wanted.contains_key(*k) && link.carries(k, &topology, &state))
             })
             .map(|k| k.1.clone())
             .collect();
@@ -537,8 +584,16 @@ fn reconcile(hub: &Hub, link: &Link, at_node: &mut HashSet<(Kind, Bytes)>) -> By
                     // Not confirmed from now on: a client subscribing again must wait for the
                     // node's new confirmation, not take the old one.
                     state.confirmed.remove(&key);
+                    if let Link::Shard(addr) = link {
+                        if state.holder.get(&key) == Some(addr) {
+                            state.holder.remove(&key);
+                        }
+                    }
                     at_node.remove(&key);
                 } else {
+                    if let Link::Shard(addr) = link {
+                        state.holder.insert(key.clone(), addr.clone());
+                    }
                     at_node.insert(key);
                 }
             }
