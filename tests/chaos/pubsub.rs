@@ -47,7 +47,7 @@ use crate::common::cluster::RedisCluster;
 use crate::load::connect;
 use crate::report::ms;
 use crate::setup::{
-    self, info_field, node_cmd, text, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE,
+    self, command_calls, node_cmd, text, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE,
 };
 use crate::watch::Promotion;
 
@@ -280,13 +280,9 @@ fn subscriber_node(cluster: &RedisCluster) -> u16 {
     }
 }
 
-/// How many PUBLISH commands `port` has run itself (a message from another node over the
-/// cluster bus does not count).
+/// How many PUBLISH commands `port` has run itself.
 fn publish_calls(port: u16) -> u64 {
-    info_field(port, "commandstats", "cmdstat_publish")
-        .ok()
-        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    command_calls(port, "publish")
 }
 
 /// A connection through slotgate whose PUBLISH runs on a master other than `avoid`, and that
