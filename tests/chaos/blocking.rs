@@ -35,7 +35,7 @@ use redis::Value;
 use slotgate::cluster::Slot;
 
 use crate::load::connect;
-use crate::setup::{self, info_field, node_cmd, PROMOTION_TIMEOUT};
+use crate::setup::{self, info_field, node_cmd, shard_of, PROMOTION_TIMEOUT};
 use crate::watch::Promotion;
 
 const LIST: &str = "{q}:list";
@@ -153,14 +153,6 @@ fn sigkill_master_tells_blocked_pops_the_outcome_is_unknown() {
         served.duration_since(pushed).as_millis(),
         info_field(control_master, "commandstats", "cmdstat_blpop").unwrap_or_default()
     );
-}
-
-/// The master of `key`'s slot and its replica.
-fn shard_of(env: &setup::Env, key: &str) -> (u16, u16) {
-    let master = env
-        .cluster
-        .master_of_slot(Slot::for_key(key.as_bytes()).get());
-    (master, env.cluster.replica_of(master))
 }
 
 /// A list whose slot another master than `master` serves.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
-use crate::setup::{info_field, node_cmd, text};
+use crate::setup::{self, node_cmd, text};
 
 /// The harness puts client ports in 12000..21000 and bus ports 10000 above, in 22000..31000.
 /// These ports and their bus ports (31100..31900) stay clear of both, and of the ephemeral range
@@ -117,18 +117,7 @@ impl ExtraNode {
 
     /// `calls` of one command in `INFO commandstats`, e.g. `set`.
     pub fn command_calls(&self, command: &str) -> u64 {
-        // A command never called has no line at all.
-        info_field(self.port, "commandstats", &format!("cmdstat_{command}"))
-            .ok()
-            .and_then(|stats| {
-                stats
-                    .strip_prefix("calls=")?
-                    .split(',')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+        setup::command_calls(self.port, command)
     }
 
     pub fn dbsize(&self) -> i64 {

@@ -6,7 +6,9 @@
 //! acknowledged write. Clients blocked in BLPOP while their master is replaced must each get
 //! one value exactly once, or be told that the outcome is unknown (`blocking.rs`). Subscribers
 //! must hear again soon after the node holding slotgate's subscriber connection is killed or
-//! stopped, and from then on get every message in order (`pubsub.rs`).
+//! stopped, and from then on get every message in order (`pubsub.rs`); shard channels' subscribers
+//! likewise when the channel's master fails over or is killed, never hearing a message twice
+//! (`sharded.rs`).
 //!
 //! Every test starts its own cluster and its own proxy, because it breaks them. They run one at a
 //! time (`setup::start` holds a lock): six Redis nodes, a proxy and six client threads per test
@@ -27,5 +29,6 @@ mod pubsub;
 mod report;
 mod run;
 mod setup;
+mod sharded;
 mod verify;
 mod watch;

@@ -30,7 +30,9 @@
 //! - `idle_subscriber_connection_stays_on_its_node`, without a fault: once its last client has
 //!   unsubscribed, the subscriber connection is idle, not failed, and must stay on its node.
 //!
-//! Every socket has a read timeout and every loop a bound in count and time.
+//! Every socket has a read timeout and every loop a bound in count and time. The subscribers,
+//! the publisher and the checks of what was heard serve shard channels too (`sharded.rs`): a
+//! [`Feed`] says which kind of channel a test uses.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -47,19 +49,49 @@ use crate::common::cluster::RedisCluster;
 use crate::load::connect;
 use crate::report::ms;
 use crate::setup::{
-    self, info_field, node_cmd, text, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE,
+    self, command_calls, node_cmd, text, Env, OP_TIMEOUT_MS, PROMOTION_TIMEOUT, SETTLE,
 };
 use crate::watch::Promotion;
 
-const CHANNEL: &str = "chaos:feed";
+/// What a test subscribes to and publishes on: a channel, which every node hears whatever node
+/// the PUBLISH ran on, or a shard channel, which lives on its slot's master (and its replicas).
+#[derive(Clone, Copy, Debug)]
+pub struct Feed {
+    pub channel: &'static str,
+    /// The command that subscribes, in lower case as the confirmation push names it.
+    subscribe: &'static str,
+    /// The kind of push a message comes in.
+    message: &'static str,
+    publish: &'static str,
+    /// The `PUBSUB` subcommand that counts a node's subscribers to the channel.
+    numsub: &'static str,
+}
+
+pub const PLAIN: Feed = Feed {
+    channel: "chaos:feed",
+    subscribe: "subscribe",
+    message: "message",
+    publish: "PUBLISH",
+    numsub: "NUMSUB",
+};
+
+pub const SHARDED: Feed = Feed {
+    channel: "{sh}feed",
+    subscribe: "ssubscribe",
+    message: "smessage",
+    publish: "SPUBLISH",
+    numsub: "SHARDNUMSUB",
+};
+
+const CHANNEL: &str = PLAIN.channel;
 const SUBSCRIBERS: usize = 5;
-const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(20);
 /// Messages each subscriber must hear after its first one after the fault: 2 s of publishing.
 const HEARD_AFTER_FIRST: usize = 100;
 /// How long after the fault the test listens at most for every subscriber to hear that many.
-const LISTEN_FOR: Duration = Duration::from_secs(20);
-/// The publisher stops after this many messages (20 s at one per 20 ms) if not stopped before.
-const MAX_MESSAGES: u64 = 1000;
+pub const LISTEN_FOR: Duration = Duration::from_secs(20);
+/// The publisher stops after this long (1,250 messages at one per 20 ms) if not stopped before.
+const PUBLISH_AT_MOST: Duration = Duration::from_secs(25);
 /// Each blocking read on a subscriber's socket returns after this, so that its thread can see
 /// the stop flag or its deadline.
 const READ_POLL: Duration = Duration::from_millis(200);
@@ -79,11 +111,11 @@ fn sigkill_subscriber_node() {
 
     let killed = Instant::now();
     env.cluster.kill(victim);
-    let exchange = exchange(subscribers, publisher.0);
+    let exchange = Exchange::start(subscribers, publisher.0, PLAIN, PUBLISH_EVERY).finish(&enough);
     let promoted = promotion.map(|p| p.wait(PROMOTION_TIMEOUT));
 
     let firsts = check_flow(&exchange, killed, KILL_WITHIN, "SIGKILL");
-    let now_on = subscriber_node(&env.cluster);
+    let now_on = subscriber_node(&env.cluster, PLAIN);
     assert_ne!(now_on, victim);
     assert_eq!(
         env.proxy.metric("slotgate_subscriber_connections"),
@@ -124,8 +156,9 @@ fn sigstop_subscriber_node() {
     // Whatever happens, the node runs again before anything is asserted, so that the cluster
     // can settle and shut down.
     let during = panic::catch_unwind(AssertUnwindSafe(|| {
-        let exchange = exchange(subscribers, publisher.0);
-        (exchange, subscriber_node(&env.cluster))
+        let exchange =
+            Exchange::start(subscribers, publisher.0, PLAIN, PUBLISH_EVERY).finish(&enough);
+        (exchange, subscriber_node(&env.cluster, PLAIN))
     }));
     let resumed = Instant::now();
     env.cluster.cont(victim);
@@ -136,15 +169,20 @@ fn sigstop_subscriber_node() {
     env.cluster.wait_ok(SETTLE);
     // Once running again, the stopped node reads that the hub closed its connection there.
     let deadline = Instant::now() + ANSWER_WITHIN;
-    while numsub(&env.cluster).iter().filter(|(_, n)| *n != 0).count() != 1 {
+    while numsub(&env.cluster, PLAIN)
+        .iter()
+        .filter(|(_, n)| *n != 0)
+        .count()
+        != 1
+    {
         assert!(
             Instant::now() < deadline,
             "after SIGCONT, NUMSUB {CHANNEL} per node: {:?}",
-            numsub(&env.cluster)
+            numsub(&env.cluster, PLAIN)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(subscriber_node(&env.cluster), moved_to);
+    assert_eq!(subscriber_node(&env.cluster, PLAIN), moved_to);
     drop(exchange.subscribers);
     println!(
         "\n===== SIGSTOP of {victim} ({was}, {} after SIGCONT), which held the subscriber \
@@ -160,6 +198,11 @@ fn sigstop_subscriber_node() {
     );
 }
 
+/// Each plain test listens until every subscriber has heard more than [`HEARD_AFTER_FIRST`].
+fn enough(heard: &[Vec<Heard>]) -> bool {
+    heard.iter().all(|h| h.len() > HEARD_AFTER_FIRST)
+}
+
 /// `[(number, ms), ...]` of each subscriber's first message after the fault.
 fn firsts_text(firsts: &[(u64, Duration)]) -> String {
     let pairs: Vec<(u64, u128)> = firsts.iter().map(|(n, d)| (*n, d.as_millis())).collect();
@@ -173,8 +216,8 @@ fn firsts_text(firsts: &[(u64, Duration)]) -> String {
 #[test]
 fn idle_subscriber_connection_stays_on_its_node() {
     let env = setup::start_with(|cfg| cfg.workers = 1);
-    let mut subscriber = Subscriber::connect(env.proxy.addr);
-    let node = subscriber_node(&env.cluster);
+    let mut subscriber = Subscriber::connect(env.proxy.addr, PLAIN);
+    let node = subscriber_node(&env.cluster, PLAIN);
     let id = subscribed_client_id(node);
     subscriber
         .stream
@@ -212,34 +255,44 @@ fn subscribed_client_id(node: u16) -> String {
 /// Subscribes the clients, finds the node of the subscriber connection, picks a publisher off
 /// it, and checks that every client hears a message published before the fault.
 fn prepare(env: &Env) -> (Vec<Subscriber>, u16, (redis::Connection, u16)) {
-    let mut subscribers: Vec<Subscriber> = (0..SUBSCRIBERS)
-        .map(|_| Subscriber::connect(env.proxy.addr))
-        .collect();
-    let victim = subscriber_node(&env.cluster);
+    let mut subscribers = subscribe(env, PLAIN, SUBSCRIBERS);
+    let victim = subscriber_node(&env.cluster, PLAIN);
     assert_eq!(
         env.proxy.metric("slotgate_subscriber_connections"),
         Some(1.0),
         "one worker, one subscriber connection"
     );
     let (mut con, on) = publisher_avoiding(env, victim);
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(CHANNEL)
+    all_hear_before(&mut subscribers, &mut con, PLAIN);
+    (subscribers, victim, (con, on))
+}
+
+/// `count` raw-TCP clients subscribed to `feed` through slotgate.
+pub fn subscribe(env: &Env, feed: Feed, count: usize) -> Vec<Subscriber> {
+    (0..count)
+        .map(|_| Subscriber::connect(env.proxy.addr, feed))
+        .collect()
+}
+
+/// Publishes `before` on `con` and checks that every subscriber hears it.
+pub fn all_hear_before(subscribers: &mut [Subscriber], con: &mut redis::Connection, feed: Feed) {
+    let _: i64 = redis::cmd(feed.publish)
+        .arg(feed.channel)
         .arg("before")
-        .query(&mut con)
-        .unwrap_or_else(|e| panic!("PUBLISH through slotgate: {e}"));
+        .query(con)
+        .unwrap_or_else(|e| panic!("{} through slotgate: {e}", feed.publish));
     for (i, s) in subscribers.iter_mut().enumerate() {
         let push = s.next(Instant::now() + ANSWER_WITHIN);
         assert_eq!(
             push,
             Ok(Some(vec![
-                "message".into(),
-                CHANNEL.into(),
+                feed.message.into(),
+                feed.channel.into(),
                 "before".into()
             ])),
             "subscriber {i}, before the fault"
         );
     }
-    (subscribers, victim, (con, on))
 }
 
 /// `master` or `replica`, as the node itself says.
@@ -250,43 +303,42 @@ fn role(cluster: &RedisCluster, port: u16) -> &'static str {
     }
 }
 
-/// `PUBSUB NUMSUB CHANNEL` on every node that can answer (neither killed nor stopped): how many
-/// connections subscribe to the channel there.
-fn numsub(cluster: &RedisCluster) -> Vec<(u16, i64)> {
+/// `PUBSUB NUMSUB` (`SHARDNUMSUB`) of the feed's channel on every node that can answer (neither
+/// killed nor stopped): how many connections subscribe to the channel there.
+pub fn numsub(cluster: &RedisCluster, feed: Feed) -> Vec<(u16, i64)> {
     cluster
         .nodes
         .iter()
         .filter(|n| n.is_running())
         .map(|n| {
-            let reply = node_cmd(n.port, &["PUBSUB", "NUMSUB", CHANNEL]);
+            let reply = node_cmd(n.port, &["PUBSUB", feed.numsub, feed.channel]);
             match reply {
                 Ok(Value::Array(fields)) if fields.len() == 2 => match fields[1] {
                     Value::Int(count) => (n.port, count),
-                    _ => panic!("PUBSUB NUMSUB on {}: {fields:?}", n.port),
+                    _ => panic!("PUBSUB {} on {}: {fields:?}", feed.numsub, n.port),
                 },
-                other => panic!("PUBSUB NUMSUB on {}: {other:?}", n.port),
+                other => panic!("PUBSUB {} on {}: {other:?}", feed.numsub, n.port),
             }
         })
         .collect()
 }
 
-/// The one node subscribed to the channel (NUMSUB 1, every other running node 0).
-fn subscriber_node(cluster: &RedisCluster) -> u16 {
-    let counts = numsub(cluster);
+/// The one node subscribed to the channel (count 1, every other running node 0).
+pub fn subscriber_node(cluster: &RedisCluster, feed: Feed) -> u16 {
+    let counts = numsub(cluster, feed);
     let subscribed: Vec<&(u16, i64)> = counts.iter().filter(|(_, n)| *n != 0).collect();
     match subscribed[..] {
         [(port, 1)] => *port,
-        _ => panic!("not exactly one node with NUMSUB {CHANNEL} 1: {counts:?}"),
+        _ => panic!(
+            "not exactly one node with {} {} 1: {counts:?}",
+            feed.numsub, feed.channel
+        ),
     }
 }
 
-/// How many PUBLISH commands `port` has run itself (a message from another node over the
-/// cluster bus does not count).
+/// How many PUBLISH commands `port` has run itself.
 fn publish_calls(port: u16) -> u64 {
-    info_field(port, "commandstats", "cmdstat_publish")
-        .ok()
-        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    command_calls(port, "publish")
 }
 
 /// A connection through slotgate whose PUBLISH runs on a master other than `avoid`, and that
@@ -316,14 +368,15 @@ fn publisher_avoiding(env: &Env, avoid: u16) -> (redis::Connection, u16) {
 }
 
 /// One raw-TCP client in subscribed mode.
-struct Subscriber {
+pub struct Subscriber {
     stream: TcpStream,
     unread: Vec<u8>,
+    feed: Feed,
 }
 
 impl Subscriber {
-    /// Connects through slotgate and subscribes to the channel.
-    fn connect(proxy: SocketAddr) -> Subscriber {
+    /// Connects through slotgate and subscribes to the feed's channel.
+    fn connect(proxy: SocketAddr, feed: Feed) -> Subscriber {
         let stream = TcpStream::connect(proxy).unwrap_or_else(|e| panic!("{proxy}: {e}"));
         stream.set_read_timeout(Some(READ_POLL)).unwrap();
         stream
@@ -332,14 +385,19 @@ impl Subscriber {
         let mut s = Subscriber {
             stream,
             unread: Vec::new(),
+            feed,
         };
         s.stream
-            .write_all(format!("SUBSCRIBE {CHANNEL}\r\n").as_bytes())
+            .write_all(format!("{} {}\r\n", feed.subscribe, feed.channel).as_bytes())
             .unwrap();
         let confirmed = s.next(Instant::now() + ANSWER_WITHIN);
         assert_eq!(
             confirmed,
-            Ok(Some(vec!["subscribe".into(), CHANNEL.into(), "1".into()]))
+            Ok(Some(vec![
+                feed.subscribe.into(),
+                feed.channel.into(),
+                "1".into()
+            ]))
         );
         s
     }
@@ -396,9 +454,12 @@ impl Subscriber {
             };
             let at = Instant::now();
             let seq = match &push[..] {
-                [kind, channel, seq] if kind == "message" && channel == CHANNEL => seq
-                    .parse()
-                    .map_err(|e| format!("message {seq:?} is not a number: {e}"))?,
+                [kind, channel, seq]
+                    if kind == self.feed.message && channel == self.feed.channel =>
+                {
+                    seq.parse()
+                        .map_err(|e| format!("message {seq:?} is not a number: {e}"))?
+                }
                 _ => return Err(format!("unexpected push {push:?}")),
             };
             if heard.send(Heard { client, seq, at }).is_err() {
@@ -451,157 +512,278 @@ fn line(buf: &[u8], at: &mut usize) -> Option<String> {
 }
 
 /// A message one subscriber got.
-struct Heard {
+pub struct Heard {
     client: usize,
-    seq: u64,
-    at: Instant,
+    pub seq: u64,
+    pub at: Instant,
+}
+
+/// One PUBLISH (SPUBLISH) of an exchange: when it was sent, when its reply came, and the reply
+/// (how many subscribers the node that ran it has) or the error.
+pub struct Sent {
+    pub at: Instant,
+    pub answered: Instant,
+    pub reply: Result<i64, String>,
 }
 
 /// What happened after the fault.
-struct Exchange {
-    /// The outcome of each PUBLISH, by message number.
-    sent: Vec<Result<(), String>>,
+pub struct Exchange {
+    feed: Feed,
+    /// Each PUBLISH, by message number.
+    pub sent: Vec<Sent>,
     /// Each subscriber's messages, in the order they came.
-    heard: Vec<Vec<Heard>>,
+    pub heard: Vec<Vec<Heard>>,
     /// Subscribers whose connection failed, or that got something other than a message.
     failures: Vec<String>,
     /// Still subscribed (unless they failed), so that the nodes can be asked where.
-    subscribers: Vec<Subscriber>,
+    pub subscribers: Vec<Subscriber>,
 }
 
-/// Publishes numbered messages every [`PUBLISH_EVERY`] on `publisher` while the subscribers
-/// listen, until each has heard [`HEARD_AFTER_FIRST`] after its first or [`LISTEN_FOR`] passed.
-fn exchange(subscribers: Vec<Subscriber>, publisher: redis::Connection) -> Exchange {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let listeners: Vec<_> = subscribers
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| s.listen(i, tx.clone(), stop.clone()))
-        .collect();
-    drop(tx);
-    let publishing = publish(publisher, stop.clone());
-    let mut heard: Vec<Vec<Heard>> = (0..SUBSCRIBERS).map(|_| Vec::new()).collect();
-    let deadline = Instant::now() + LISTEN_FOR;
-    while heard.iter().any(|h| h.len() <= HEARD_AFTER_FIRST) {
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        // A timeout, or every listener ended (its error is reported below).
-        let Ok(h) = rx.recv_timeout(left) else {
-            break;
-        };
-        heard[h.client].push(h);
-    }
-    stop.store(true, Ordering::Relaxed);
-    let sent = publishing.join().expect("the publisher panicked");
-    let mut failures = Vec::new();
-    let mut subscribers = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        let (s, result) = l.join().expect("a subscriber thread panicked");
-        if let Err(e) = result {
-            failures.push(format!("subscriber {i}: {e}"));
+/// An exchange under way: the publisher and a listener per subscriber run in threads of their
+/// own, each bounded in time even if [`Running::finish`] is never called.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    heard: mpsc::Receiver<Heard>,
+    listeners: Vec<JoinHandle<(Subscriber, Result<(), String>)>>,
+    publishing: JoinHandle<Vec<Sent>>,
+    clients: usize,
+    feed: Feed,
+}
+
+impl Exchange {
+    /// Starts publishing numbered messages on `feed`'s channel on `publisher`, one `every` (the
+    /// plain tests: [`PUBLISH_EVERY`]), while the subscribers listen.
+    pub fn start(
+        subscribers: Vec<Subscriber>,
+        publisher: redis::Connection,
+        feed: Feed,
+        every: Duration,
+    ) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, heard) = mpsc::channel();
+        let clients = subscribers.len();
+        let listeners: Vec<_> = subscribers
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.listen(i, tx.clone(), stop.clone()))
+            .collect();
+        drop(tx);
+        let publishing = publish(publisher, feed, every, stop.clone());
+        Running {
+            stop,
+            heard,
+            listeners,
+            publishing,
+            clients,
+            feed,
         }
-        subscribers.push(s);
-    }
-    Exchange {
-        sent,
-        heard,
-        failures,
-        subscribers,
     }
 }
 
-/// `PUBLISH CHANNEL <n>` for n = 0, 1, ... every [`PUBLISH_EVERY`], until `stop` or
-/// [`MAX_MESSAGES`]; returns each one's outcome.
+impl Running {
+    /// Listens until `enough` says that what the subscribers heard (each one's messages so far)
+    /// will do, or [`LISTEN_FOR`] passed, then stops the publisher and the listeners.
+    pub fn finish(self, enough: &dyn Fn(&[Vec<Heard>]) -> bool) -> Exchange {
+        let mut heard: Vec<Vec<Heard>> = (0..self.clients).map(|_| Vec::new()).collect();
+        let deadline = Instant::now() + LISTEN_FOR;
+        while !enough(&heard) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            // A timeout, or every listener ended (its error is reported below).
+            let Ok(h) = self.heard.recv_timeout(left) else {
+                break;
+            };
+            heard[h.client].push(h);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.publishing.join().expect("the publisher panicked");
+        let mut failures = Vec::new();
+        let mut subscribers = Vec::new();
+        for (i, l) in self.listeners.into_iter().enumerate() {
+            let (s, result) = l.join().expect("a subscriber thread panicked");
+            if let Err(e) = result {
+                failures.push(format!("subscriber {i}: {e}"));
+            }
+            subscribers.push(s);
+        }
+        Exchange {
+            feed: self.feed,
+            sent,
+            heard,
+            failures,
+            subscribers,
+        }
+    }
+}
+
+/// `PUBLISH channel <n>` (or `SPUBLISH`) for n = 0, 1, ..., one `every`, until `stop` or for
+/// [`PUBLISH_AT_MOST`]. One that is held does not make the next ones come in a burst: the pace
+/// starts again from its reply.
 fn publish(
     mut con: redis::Connection,
+    feed: Feed,
+    every: Duration,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<Vec<Result<(), String>>> {
+) -> JoinHandle<Vec<Sent>> {
     std::thread::spawn(move || {
         let mut sent = Vec::new();
-        let mut next = Instant::now();
-        for seq in 0..MAX_MESSAGES {
-            if stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut next = started;
+        let at_most = PUBLISH_AT_MOST.as_millis() / every.as_millis().max(1);
+        for seq in 0..at_most as u64 {
+            if stop.load(Ordering::Relaxed) || started.elapsed() >= PUBLISH_AT_MOST {
                 break;
             }
-            let reply: redis::RedisResult<i64> =
-                redis::cmd("PUBLISH").arg(CHANNEL).arg(seq).query(&mut con);
-            sent.push(reply.map(drop).map_err(|e| e.to_string()));
-            next += PUBLISH_EVERY;
+            let at = Instant::now();
+            let reply: redis::RedisResult<i64> = redis::cmd(feed.publish)
+                .arg(feed.channel)
+                .arg(seq)
+                .query(&mut con);
+            let answered = Instant::now();
+            sent.push(Sent {
+                at,
+                answered,
+                reply: reply.map_err(|e| e.to_string()),
+            });
+            next = (next + every).max(answered);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
         sent
     })
 }
 
-/// Every PUBLISH succeeded, and every subscriber heard again within `within` of the fault and
-/// then every message, in order, at least [`HEARD_AFTER_FIRST`] of them. Returns each
-/// subscriber's first message and how long after the fault it came.
-fn check_flow(ex: &Exchange, fault: Instant, within: Duration, what: &str) -> Vec<(u64, Duration)> {
+/// The PUBLISHes that failed: message number and error.
+pub fn failed_publishes(ex: &Exchange) -> Vec<(usize, &str)> {
+    ex.sent
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, s)| s.reply.as_ref().err().map(|e| (seq, e.as_str())))
+        .collect()
+}
+
+/// Every PUBLISH (SPUBLISH) through slotgate succeeded.
+pub fn assert_published(ex: &Exchange, what: &str) {
+    let failed = failed_publishes(ex);
+    assert!(
+        failed.is_empty(),
+        "{} of {} {}es through slotgate failed after the {what}: {:?}",
+        failed.len(),
+        ex.sent.len(),
+        ex.feed.publish,
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// One subscriber's messages, as [`flows`] found them.
+pub struct Flow {
+    /// The first message heard, and when.
+    pub first: (u64, Instant),
+    /// The first message of the gap-free run that lasts to the last one heard: from there on the
+    /// subscriber got every message.
+    pub resumed: (u64, Instant),
+    /// The message numbers missing between the first and the last heard, as inclusive ranges.
+    pub lost: Vec<(u64, u64)>,
+    /// How many messages that last run holds.
+    pub tail: usize,
+}
+
+/// Checks that no subscriber failed, and that each heard something, never a number twice, none
+/// out of order and none that was not published; returns what each heard.
+pub fn flows(ex: &Exchange, what: &str) -> Vec<Flow> {
     assert!(
         ex.failures.is_empty(),
         "after the {what}: {:?}",
         ex.failures
     );
-    let failed: Vec<(usize, &String)> = ex
-        .sent
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, r)| r.as_ref().err().map(|e| (seq, e)))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} PUBLISHes through slotgate failed after the {what}: {:?}",
-        failed.len(),
-        ex.sent.len(),
-        &failed[..failed.len().min(5)]
-    );
-    let mut firsts = Vec::new();
+    let mut flows = Vec::new();
     for (client, heard) in ex.heard.iter().enumerate() {
-        let Some(first) = heard.first() else {
+        let (Some(first), Some(last)) = (heard.first(), heard.last()) else {
             panic!(
                 "subscriber {client} heard nothing within {LISTEN_FOR:?} of the {what}, while {} \
                  messages were published",
                 ex.sent.len()
             );
         };
-        // Every message after the first one heard, each once and in order.
-        if let Some((i, (got, due))) = heard
-            .iter()
-            .map(|h| h.seq)
-            .zip(first.seq..)
-            .enumerate()
-            .find(|(_, (got, due))| got != due)
-        {
-            panic!(
-                "subscriber {client} heard messages {}..{} in order, then {got} where {due} was \
-                 due",
-                first.seq,
-                first.seq + i as u64
+        let mut resumed = first;
+        let mut lost = Vec::new();
+        for (i, pair) in heard.windows(2).enumerate() {
+            let (a, b) = (&pair[0], &pair[1]);
+            assert!(
+                b.seq > a.seq,
+                "subscriber {client} heard message {} after {}; around it, (number, ms sent, ms \
+                 answered, ms heard) from the sending of {}: {:?}",
+                b.seq,
+                a.seq,
+                a.seq,
+                around(ex, heard, i)
             );
+            if b.seq > a.seq + 1 {
+                lost.push((a.seq + 1, b.seq - 1));
+                resumed = b;
+            }
         }
-        let last = heard.last().map_or(0, |h| h.seq);
         assert!(
-            last < ex.sent.len() as u64,
-            "subscriber {client} heard message {last}, but only {} were published",
+            last.seq < ex.sent.len() as u64,
+            "subscriber {client} heard message {}, but only {} were published",
+            last.seq,
             ex.sent.len()
         );
+        flows.push(Flow {
+            first: (first.seq, first.at),
+            resumed: (resumed.seq, resumed.at),
+            lost,
+            tail: (last.seq - resumed.seq + 1) as usize,
+        });
+    }
+    flows
+}
+
+/// The messages heard around the `i`th, each with when it was sent, answered and heard, in ms
+/// from the sending of the `i`th.
+fn around(ex: &Exchange, heard: &[Heard], i: usize) -> Vec<(u64, i128, i128, i128)> {
+    let Some(base) = ex.sent.get(heard[i].seq as usize).map(|s| s.at) else {
+        return Vec::new();
+    };
+    heard[i.saturating_sub(5)..(i + 7).min(heard.len())]
+        .iter()
+        .map(|h| {
+            let (at, answered) = ex
+                .sent
+                .get(h.seq as usize)
+                .map_or((0, 0), |s| (ms(base, s.at), ms(base, s.answered)));
+            (h.seq, at, answered, ms(base, h.at))
+        })
+        .collect()
+}
+
+/// Every PUBLISH succeeded, and every subscriber heard again within `within` of the fault and
+/// then every message, in order, at least [`HEARD_AFTER_FIRST`] of them. Returns each
+/// subscriber's first message and how long after the fault it came.
+fn check_flow(ex: &Exchange, fault: Instant, within: Duration, what: &str) -> Vec<(u64, Duration)> {
+    assert_published(ex, what);
+    let mut firsts = Vec::new();
+    for (client, flow) in flows(ex, what).iter().enumerate() {
+        let (seq, at) = flow.first;
         assert!(
-            heard.len() > HEARD_AFTER_FIRST,
-            "subscriber {client} heard only {} messages in {LISTEN_FOR:?} after the {what} \
-             (from {} on)",
-            heard.len(),
-            first.seq
+            flow.lost.is_empty(),
+            "subscriber {client} heard messages from {seq} on, but missed {:?}",
+            flow.lost
         );
-        let after = first.at.duration_since(fault);
+        assert!(
+            flow.tail > HEARD_AFTER_FIRST,
+            "subscriber {client} heard only {} messages in {LISTEN_FOR:?} after the {what} \
+             (from {seq} on)",
+            flow.tail
+        );
+        let after = at.duration_since(fault);
         assert!(
             after <= within,
             "subscriber {client} heard again {} ms after the {what}, not within {} ms",
             after.as_millis(),
             within.as_millis()
         );
-        firsts.push((first.seq, after));
+        firsts.push((seq, after));
     }
     firsts
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::Value;
-use slotgate::cluster::SLOT_COUNT;
+use slotgate::cluster::{Slot, SLOT_COUNT};
 use slotgate::config::Config;
 
 use crate::common::cluster::RedisCluster;
@@ -99,11 +99,29 @@ pub fn info_field(port: u16, section: &str, field: &str) -> Result<String, Strin
         .ok_or_else(|| format!("127.0.0.1:{port} INFO {section} has no {field}"))
 }
 
+/// `calls` of `command` (lower case, e.g. `set`) in `INFO commandstats` on `port`: how many times
+/// the node ran it itself (a message from another node over the cluster bus does not count). A
+/// command never called has no line at all: 0.
+pub fn command_calls(port: u16, command: &str) -> u64 {
+    info_field(port, "commandstats", &format!("cmdstat_{command}"))
+        .ok()
+        .and_then(|v| v.strip_prefix("calls=")?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn int(value: &Value) -> i64 {
     match value {
         Value::Int(n) => *n,
         other => panic!("expected an integer, got {other:?}"),
     }
+}
+
+/// The master of `key`'s slot and its replica.
+pub fn shard_of(env: &Env, key: &str) -> (u16, u16) {
+    let master = env
+        .cluster
+        .master_of_slot(Slot::for_key(key.as_bytes()).get());
+    (master, env.cluster.replica_of(master))
 }
 
 /// The master port of every slot as `port` sees it (`CLUSTER SLOTS`), 0 for unassigned.

@@ -1,5 +1,6 @@
 //! Side threads that timestamp what happens during a test: when a replica becomes master, and
-//! how quickly the proxy answers a PING while a backend misbehaves.
+//! how quickly the proxy answers a PING while a backend misbehaves; [`Background`] runs any
+//! such poller.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,22 +15,55 @@ use crate::setup::node_cmd;
 
 const POLL: Duration = Duration::from_millis(50);
 
+/// A side thread that polls something until it is stopped, then hands back what it kept. It is
+/// stopped and joined when dropped too, so that a test that fails mid-way leaves none running.
+pub struct Background<T> {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Runs `poll` on a thread of its own; it must return soon once its flag is set.
+    pub fn spawn(poll: impl FnOnce(&AtomicBool) -> T + Send + 'static) -> Background<T> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || poll(&flag));
+        Background {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread and returns what it kept.
+    pub fn finish(mut self) -> T {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("finished only once");
+        thread.join().expect("a watching thread panicked")
+    }
+}
+
+impl<T> Drop for Background<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Polls `ROLE` on one node every 50 ms and keeps the first time it answers `master`.
 pub struct Promotion {
     port: u16,
     promoted: Arc<Mutex<Option<Instant>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _poller: Background<()>,
 }
 
 impl Promotion {
     pub fn watch(port: u16) -> Promotion {
         let promoted = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
+        let poller = {
             let promoted = promoted.clone();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
+            Background::spawn(move |stop| {
                 while !stop.load(Ordering::Relaxed) {
                     if is_master(port) {
                         *promoted.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -43,16 +77,20 @@ impl Promotion {
         Promotion {
             port,
             promoted,
-            stop,
-            thread: Some(thread),
+            _poller: poller,
         }
+    }
+
+    /// When the node became master, if it has yet (without waiting).
+    pub fn at(&self) -> Option<Instant> {
+        *self.promoted.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// When the node became master; panics if it does not within `timeout`.
     pub fn wait(&self, timeout: Duration) -> Instant {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(at) = *self.promoted.lock().unwrap_or_else(PoisonError::into_inner) {
+            if let Some(at) = self.at() {
                 return at;
             }
             assert!(
@@ -61,15 +99,6 @@ impl Promotion {
                 self.port
             );
             std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Promotion {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -92,16 +121,12 @@ pub struct PingStats {
 /// PINGs the proxy every 100 ms on its own connection. PING is answered by the proxy itself, so
 /// it should stay fast whatever the backends do; a slow or failing PING means the proxy is
 /// stalled or drowning in held work.
-pub struct Pinger {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<PingStats>>,
-}
+/// Dropped mid-way (a test that panics), it stops too.
+pub struct Pinger(Background<PingStats>);
 
 impl Pinger {
     pub fn start(proxy: SocketAddr) -> Pinger {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+        Pinger(Background::spawn(move |flag| {
             let mut stats = PingStats {
                 count: 0,
                 max_latency: Duration::ZERO,
@@ -131,23 +156,10 @@ impl Pinger {
                 std::thread::sleep(Duration::from_millis(100));
             }
             stats
-        });
-        Pinger {
-            stop,
-            thread: Some(thread),
-        }
+        }))
     }
 
-    pub fn stop(mut self) -> PingStats {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = self.thread.take().expect("stopped only once");
-        thread.join().expect("the PING prober panicked")
-    }
-}
-
-/// A test that panics mid-way must not leave the prober running.
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    pub fn stop(self) -> PingStats {
+        self.0.finish()
     }
 }
