@@ -9,12 +9,14 @@
 //! limit, or when it stays over the soft one for the soft time. Shared by the backend (which
 //! adds) and the frontend (which takes, holds and decides): a leaf module, like `metrics`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use futures_util::task::AtomicWaker;
+use tokio::time::{Instant, Sleep};
 
 /// A client class's limits, as in Redis' `client-output-buffer-limit <class> hard soft secs`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,16 +57,22 @@ impl Breach {
 
 /// One client's reply bytes: arrived from nodes but not yet taken by its session (`owed`), and
 /// held by the session but not yet written to the socket (`held`).
+///
+/// Watching it costs a few atomic loads per look and no lock: the session looks on every turn of
+/// its loop, so this is on the request path.
 #[derive(Debug)]
 pub struct Budget {
     owed: AtomicUsize,
     held: AtomicUsize,
     limits: OutputLimits,
-    over: Notify,
+    /// The session waiting in [`Budget::breached`].
+    waiter: AtomicWaker,
     /// A reply was refused for going over the hard limit: the client is to be cut off.
     broken: AtomicBool,
-    /// Since when the total has been over the soft limit.
-    over_soft_since: Mutex<Option<Instant>>,
+    /// Since when the total has been over the soft limit, in nanoseconds after `epoch` plus one;
+    /// 0 while it is not.
+    over_soft_since: AtomicU64,
+    epoch: Instant,
 }
 
 impl Budget {
@@ -73,9 +81,10 @@ impl Budget {
             owed: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             limits,
-            over: Notify::new(),
+            waiter: AtomicWaker::new(),
             broken: AtomicBool::new(false),
-            over_soft_since: Mutex::new(None),
+            over_soft_since: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -92,7 +101,7 @@ impl Budget {
         if total > self.limits.hard {
             self.owed.fetch_sub(len, Ordering::Relaxed);
             self.broken.store(true, Ordering::Relaxed);
-            self.over.notify_one();
+            self.waiter.wake();
             return false;
         }
         self.wake_if_over(total);
@@ -115,7 +124,7 @@ impl Budget {
     /// somewhere that is full.
     pub fn cut_off(&self) {
         self.broken.store(true, Ordering::Relaxed);
-        self.over.notify_one();
+        self.waiter.wake();
     }
 
     /// The session holds `bytes` of replies it has not written yet.
@@ -134,25 +143,16 @@ impl Budget {
             soft => soft,
         };
         if total > mark {
-            self.over.notify_one();
+            self.waiter.wake();
         }
     }
 
-    /// Resolves when the client breaks a limit; until then it waits, waking when replies pass
-    /// a limit and when a soft-limit period would end.
-    pub async fn breached(&self) -> Breach {
-        loop {
-            let until = match self.check() {
-                Err(breach) => return breach,
-                Ok(until) => until,
-            };
-            match until {
-                Some(deadline) => tokio::select! {
-                    () = self.over.notified() => {}
-                    () = tokio::time::sleep_until(deadline) => {}
-                },
-                None => self.over.notified().await,
-            }
+    /// Resolves when the client breaks a limit; until then it waits, woken when replies pass a
+    /// limit and when a soft-limit period would end.
+    pub fn breached(&self) -> Breached<'_> {
+        Breached {
+            budget: self,
+            soft_end: None,
         }
     }
 
@@ -162,18 +162,74 @@ impl Budget {
         if total > self.limits.hard || self.broken.load(Ordering::Relaxed) {
             return Err(Breach::Hard);
         }
-        let mut since = self
-            .over_soft_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         if self.limits.soft == 0 || total <= self.limits.soft {
-            *since = None;
+            if self.over_soft_since.load(Ordering::Relaxed) != 0 {
+                self.over_soft_since.store(0, Ordering::Relaxed);
+            }
             return Ok(None);
         }
-        let deadline = *since.get_or_insert_with(Instant::now) + self.limits.soft_for;
-        match Instant::now() >= deadline {
+        let now = Instant::now();
+        let stamp = now.duration_since(self.epoch).as_nanos() as u64 + 1;
+        let since = match self.over_soft_since.compare_exchange(
+            0,
+            stamp,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => stamp,
+            Err(earlier) => earlier,
+        };
+        let deadline = self.epoch + Duration::from_nanos(since - 1) + self.limits.soft_for;
+        match now >= deadline {
             true => Err(Breach::Soft),
             false => Ok(Some(deadline)),
+        }
+    }
+}
+
+/// The future of [`Budget::breached`].
+pub struct Breached<'a> {
+    budget: &'a Budget,
+    /// The timer for the end of a soft-limit period, while over the soft limit.
+    soft_end: Option<Pin<Box<Sleep>>>,
+}
+
+impl Future for Breached<'_> {
+    type Output = Breach;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Breach> {
+        let budget = self.budget;
+        // Registered before the second look, so a wake between the two is not lost.
+        if let Err(breach) = budget.check() {
+            return Poll::Ready(breach);
+        }
+        budget.waiter.register(cx.waker());
+        match budget.check() {
+            Err(breach) => Poll::Ready(breach),
+            Ok(None) => {
+                self.soft_end = None;
+                Poll::Pending
+            }
+            Ok(Some(deadline)) => {
+                let timer = self
+                    .soft_end
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    // Still over the soft limit at the end of its period?
+                    Poll::Ready(()) => match budget.check() {
+                        Err(breach) => Poll::Ready(breach),
+                        Ok(_) => {
+                            self.soft_end = None;
+                            cx.waker().wake_by_ref();
+                            Poll::Pending
+                        }
+                    },
+                }
+            }
         }
     }
 }

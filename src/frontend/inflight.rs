@@ -22,6 +22,24 @@ use crate::route::{Router, Started};
 
 pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
+/// A task whose reply, once made, counts against the client's budget until it is popped: it may
+/// wait behind a slow head for long. A type rather than a wrapping `async` block, to save an
+/// allocation per task.
+struct Counted {
+    inner: ReplyFuture,
+    budget: Arc<Budget>,
+}
+
+impl Future for Counted {
+    type Output = Reply;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
+        let reply = std::task::ready!(self.inner.as_mut().poll(cx));
+        self.budget.made(reply.bytes().len());
+        Poll::Ready(reply)
+    }
+}
+
 enum Entry {
     Ready(Reply),
     /// Sent on the fast path; the request is kept in case the router has to take over.
@@ -40,7 +58,7 @@ pub(super) struct Inflight {
     /// Entries pushed so far; with `line`, tells a task when its turn to send again comes.
     pushed: u64,
     line: Arc<Line>,
-    tasks: FuturesOrdered<ReplyFuture>,
+    tasks: FuturesOrdered<Counted>,
     /// Task outputs that came out before their turn; `tasks` yields them in queue order.
     done: VecDeque<Reply>,
     router: Arc<Router>,
@@ -109,16 +127,12 @@ impl Inflight {
     /// many futures per call). The waker of this poll does nothing; that loses no wake-up, since the
     /// set polls every newly added future again with the session's own.
     pub fn task(&mut self, future: ReplyFuture) {
-        // A finished task's reply may wait behind a slow head for long: it counts against the
-        // client's budget from the moment it is made until it is popped.
-        let budget = self.budget.clone();
-        let mut future: ReplyFuture = Box::pin(async move {
-            let reply = future.await;
-            budget.made(reply.bytes().len());
-            reply
-        });
+        let mut future = Counted {
+            inner: future,
+            budget: self.budget.clone(),
+        };
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        match future.as_mut().poll(&mut cx) {
+        match Pin::new(&mut future).poll(&mut cx) {
             Poll::Ready(reply) => {
                 self.budget.taken(reply.bytes().len());
                 self.ready(reply);
