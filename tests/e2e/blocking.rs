@@ -13,6 +13,17 @@ fn bulk(s: &str) -> Value {
     Value::BulkString(s.as_bytes().to_vec())
 }
 
+/// A raw client sends `commands`, blocks (one dedicated connection open), and leaves; returns
+/// once slotgate has closed that connection.
+fn block_then_leave(proxy: &crate::common::proxy::Proxy, commands: &[u8]) {
+    let mut raw = std::net::TcpStream::connect(proxy.addr).unwrap();
+    raw.write_all(commands).unwrap();
+    let wait = Duration::from_secs(10);
+    proxy.wait_metric("slotgate_dedicated_connections", 1.0, wait);
+    drop(raw);
+    proxy.wait_metric("slotgate_dedicated_connections", 0.0, wait);
+}
+
 /// Runs `args` on its own client in a thread and returns its reply.
 fn in_thread(args: &'static [&'static str]) -> std::thread::JoinHandle<Value> {
     let mut c = env().proxy.client();
@@ -44,19 +55,7 @@ fn blpop_is_woken_by_another_clients_push_while_a_third_keeps_working() {
 #[test]
 fn a_client_that_leaves_while_blocked_pops_nothing() {
     let proxy = own_proxy(|_| {});
-    let mut raw = std::net::TcpStream::connect(proxy.addr).unwrap();
-    raw.write_all(b"BLPOP {bl2}q 0\r\n").unwrap();
-    proxy.wait_metric(
-        "slotgate_dedicated_connections",
-        1.0,
-        Duration::from_secs(10),
-    );
-    drop(raw);
-    proxy.wait_metric(
-        "slotgate_dedicated_connections",
-        0.0,
-        Duration::from_secs(10),
-    );
+    block_then_leave(&proxy, b"BLPOP {bl2}q 0\r\n");
     let mut c = proxy.client();
     q(&mut c, &["RPUSH", "{bl2}q", "kept"]);
     assert_eq!(
@@ -168,21 +167,8 @@ fn behind_a_blocking_command_a_protocol_error_and_quit_keep_their_place() {
 #[test]
 fn a_parked_blocking_command_of_a_client_that_left_never_runs() {
     let proxy = own_proxy(|_| {});
-    let mut raw = std::net::TcpStream::connect(proxy.addr).unwrap();
     // The second BLPOP waits behind the first; the client leaves while both are pending.
-    raw.write_all(b"BLPOP {bl8}q 0.3\r\nBLPOP {bl8}q 0\r\n")
-        .unwrap();
-    proxy.wait_metric(
-        "slotgate_dedicated_connections",
-        1.0,
-        Duration::from_secs(10),
-    );
-    drop(raw);
-    proxy.wait_metric(
-        "slotgate_dedicated_connections",
-        0.0,
-        Duration::from_secs(10),
-    );
+    block_then_leave(&proxy, b"BLPOP {bl8}q 0.3\r\nBLPOP {bl8}q 0\r\n");
     std::thread::sleep(Duration::from_millis(500));
     let mut c = proxy.client();
     q(&mut c, &["RPUSH", "{bl8}q", "kept"]);
