@@ -69,6 +69,8 @@ pub struct Budget {
     waiter: AtomicWaker,
     /// A reply was refused for going over the hard limit: the client is to be cut off.
     broken: AtomicBool,
+    /// Replies have passed the wake-up mark since the session last found all well.
+    alert: AtomicBool,
     /// Since when the total has been over the soft limit, in nanoseconds after `epoch` plus one;
     /// 0 while it is not.
     over_soft_since: AtomicU64,
@@ -83,6 +85,7 @@ impl Budget {
             limits,
             waiter: AtomicWaker::new(),
             broken: AtomicBool::new(false),
+            alert: AtomicBool::new(false),
             over_soft_since: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -101,6 +104,7 @@ impl Budget {
         if total > self.limits.hard {
             self.owed.fetch_sub(len, Ordering::Relaxed);
             self.broken.store(true, Ordering::Relaxed);
+            self.alert.store(true, Ordering::Relaxed);
             self.waiter.wake();
             return false;
         }
@@ -124,6 +128,7 @@ impl Budget {
     /// somewhere that is full.
     pub fn cut_off(&self) {
         self.broken.store(true, Ordering::Relaxed);
+        self.alert.store(true, Ordering::Relaxed);
         self.waiter.wake();
     }
 
@@ -131,6 +136,12 @@ impl Budget {
     pub fn hold(&self, bytes: usize) {
         self.held.store(bytes, Ordering::Relaxed);
         self.wake_if_over(self.total());
+    }
+
+    /// Whether replies have passed the soft (or hard) limit since the session last found them
+    /// below it: only then is [`Budget::breached`] worth a look outside a pending write.
+    pub fn alerted(&self) -> bool {
+        self.alert.load(Ordering::Relaxed)
     }
 
     pub fn total(&self) -> usize {
@@ -143,6 +154,7 @@ impl Budget {
             soft => soft,
         };
         if total > mark {
+            self.alert.store(true, Ordering::Relaxed);
             self.waiter.wake();
         }
     }
@@ -165,6 +177,9 @@ impl Budget {
         if self.limits.soft == 0 || total <= self.limits.soft {
             if self.over_soft_since.load(Ordering::Relaxed) != 0 {
                 self.over_soft_since.store(0, Ordering::Relaxed);
+            }
+            if self.alert.load(Ordering::Relaxed) {
+                self.alert.store(false, Ordering::Relaxed);
             }
             return Ok(None);
         }

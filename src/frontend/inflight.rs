@@ -190,7 +190,7 @@ impl Stream for Inflight {
                     return this.pop(reply);
                 }
                 Entry::Fast { started, .. } => {
-                    match std::task::ready!(started.poll_settled(cx, Some(&this.budget))) {
+                    match std::task::ready!(started.poll_settled(cx, &this.budget)) {
                         Ok(reply) => return this.pop(reply),
                         Err(unsettled) => {
                             let Entry::Fast { req, .. } = std::mem::replace(head, Entry::Task)
@@ -263,7 +263,7 @@ mod tests {
         ] {
             let req = request(words);
             let plan = table.classify(&req);
-            match router.start(&req, plan, 0, &budget) {
+            match router.start(&req, plan, 0, Some(&budget)) {
                 Some(started) => inflight.fast(req, started),
                 None => {
                     let (router, turn) = (router.clone(), inflight.next_turn());

@@ -73,7 +73,9 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         let messages = session.subs.as_ref().map(|s| s.member.budget.clone());
         tokio::select! {
             biased;
-            breach = budget.breached() => {
+            // Watched here only once replies have passed a mark (the write below always watches):
+            // a look on every turn of this loop is a cost on every request.
+            breach = budget.breached(), if budget.alerted() => {
                 session.cut_off(breach);
                 break;
             }
@@ -479,7 +481,11 @@ impl Session {
             _ => {
                 let affinity = self.affinity;
                 let budget = self.inflight.budget();
-                if let Some(started) = self.fe.router.start(&req, plan, affinity, budget) {
+                // A lone request holds at most its own reply, written as soon as it comes;
+                // only replies that can pile up behind others are counted as they arrive. That
+                // keeps the accounting off the unpipelined request path.
+                let counted = (!self.inflight.is_empty()).then_some(budget);
+                if let Some(started) = self.fe.router.start(&req, plan, affinity, counted) {
                     self.inflight.fast(req, started);
                     return;
                 }

@@ -22,6 +22,8 @@ use crate::protocol::{Reply, Request};
 pub struct Started {
     slot: Slot,
     replay_safe: bool,
+    /// Sent with the client's budget: its reply counts there from its arrival.
+    budgeted: bool,
     node: Arc<Node>,
     reply: PendingReply,
 }
@@ -36,12 +38,13 @@ pub struct Unsettled {
 
 impl Started {
     /// `Ready(Ok)` is the client's reply; `Ready(Err)` must go to [`Router::resume`].
-    /// `budget` is the one the request was started with.
+    /// `budget` is the client's; it is used only if the request was sent with it.
     pub fn poll_settled(
         &mut self,
         cx: &mut Context<'_>,
-        budget: Option<&Budget>,
+        budget: &Budget,
     ) -> Poll<Result<Reply, Unsettled>> {
+        let budget = self.budgeted.then_some(budget);
         let outcome = std::task::ready!(self.reply.poll_reply(cx, &self.node, budget));
         Poll::Ready(match outcome {
             Ok(reply) if is_final(&reply) => Ok(reply),
@@ -71,7 +74,7 @@ impl Router {
         req: &Request,
         plan: Plan,
         affinity: usize,
-        budget: &Arc<Budget>,
+        budget: Option<&Arc<Budget>>,
     ) -> Option<Started> {
         let Action::Keyed(keys) = plan.action else {
             return None;
@@ -81,10 +84,11 @@ impl Router {
         }
         let slot = split::one_slot(req.args(), keys).ok()??;
         let node = self.table.load().master_for(slot)?.clone();
-        let reply = node.try_send(req.to_resp(), affinity, Some(budget))?;
+        let reply = node.try_send(req.to_resp(), affinity, budget)?;
         Some(Started {
             slot,
             replay_safe: plan.traits.replay_safe(),
+            budgeted: budget.is_some(),
             node,
             reply,
         })
