@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 
+use crate::common::proxy::Proxy;
 use crate::raw::{connect, expect};
 use crate::transactions::own_proxy;
 use crate::{env, q};
@@ -24,13 +25,17 @@ fn push(kind: &str, name: &str, count: i64) -> Vec<u8> {
 }
 
 fn message(channel: &str, payload: &str) -> Vec<u8> {
-    format!(
-        "*3\r\n{}{}{}",
-        bulk("message"),
-        bulk(channel),
-        bulk(payload)
-    )
-    .into_bytes()
+    message_kind("message", channel, payload)
+}
+
+/// A raw client of `proxy` subscribed to `channel`, its confirmation read.
+fn subscriber(proxy: &Proxy, channel: &str) -> TcpStream {
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(format!("SUBSCRIBE {channel}\r\n").as_bytes())
+        .unwrap();
+    expect(&mut s, &push("subscribe", channel, 1));
+    s
 }
 
 #[test]
@@ -149,16 +154,8 @@ fn a_subscriber_that_stops_reading_is_cut_off_and_the_others_get_every_message()
         c.client.pubsub_output_buffer_hard_bytes = 1024 * 1024;
         c.client.pubsub_output_buffer_soft_bytes = 256 * 1024;
     });
-    let subscribe = |channel: &str| {
-        let mut s = TcpStream::connect(proxy.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(format!("SUBSCRIBE {channel}\r\n").as_bytes())
-            .unwrap();
-        expect(&mut s, &push("subscribe", channel, 1));
-        s
-    };
-    let mut slow = subscribe("ps4:feed");
-    let mut fast = subscribe("ps4:feed");
+    let mut slow = subscriber(&proxy, "ps4:feed");
+    let mut fast = subscriber(&proxy, "ps4:feed");
     let payload = "m".repeat(16 * 1024);
     let mut publisher = proxy.client();
     let want = message("ps4:feed", &payload);
@@ -208,16 +205,7 @@ fn sharded_pubsub_reaches_the_subscriber_and_counts_apart() {
         &mut env().proxy.client(),
         &["SPUBLISH", "{shps1}a", "sharded"],
     );
-    expect(
-        &mut s,
-        format!(
-            "*3\r\n{}{}{}",
-            bulk("smessage"),
-            bulk("{shps1}a"),
-            bulk("sharded")
-        )
-        .as_bytes(),
-    );
+    expect(&mut s, &message_kind("smessage", "{shps1}a", "sharded"));
     s.write_all(b"SSUBSCRIBE {shps1}a other\r\n").unwrap();
     expect(
         &mut s,
@@ -282,15 +270,7 @@ fn message_kind(kind: &str, channel: &str, payload: &str) -> Vec<u8> {
 #[test]
 fn pubsub_numsub_counts_slotgates_clients_and_channels_spans_the_cluster() {
     let proxy = own_proxy(|_| {});
-    let subscribers: Vec<TcpStream> = (0..5)
-        .map(|_| {
-            let mut s = TcpStream::connect(proxy.addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"SUBSCRIBE ps5:chat\r\n").unwrap();
-            expect(&mut s, &push("subscribe", "ps5:chat", 1));
-            s
-        })
-        .collect();
+    let subscribers: Vec<TcpStream> = (0..5).map(|_| subscriber(&proxy, "ps5:chat")).collect();
     let mut c = proxy.client();
     let numsub = q(&mut c, &["PUBSUB", "NUMSUB", "ps5:chat", "ps5:nobody"]);
     assert_eq!(
