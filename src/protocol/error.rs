@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// Why a byte stream is not valid RESP2 (or broke a limit). The connection cannot be resynced
+/// Why a byte stream is not valid RESP (or broke a limit). The connection cannot be resynced
 /// after any of these, so callers reply once and close.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -28,9 +28,12 @@ pub enum ProtocolError {
     /// The whole frame would exceed `max_frame_len`.
     #[error("Protocol error: frame too large")]
     FrameTooLarge,
-    /// A reply starting with a byte that is not one of `+ - : $ *`.
+    /// A reply starting with a byte that is no RESP2 or RESP3 type.
     #[error("Protocol error: got '{}' as reply type byte", ShownByte(*.0))]
     InvalidTypeByte(u8),
+    /// A RESP3 line whose text its type does not allow (`_x`, `#x`, `(1.5`, an empty `,`).
+    #[error("Protocol error: invalid '{}' line", ShownByte(*.0))]
+    InvalidResp3Line(u8),
     /// A reply with arrays nested deeper than the given `max_depth`.
     #[error("Protocol error: reply nested deeper than {0} arrays")]
     TooDeep(usize),
@@ -60,6 +63,7 @@ impl ProtocolError {
             ProtocolError::BulkNotTerminated => "bulk_not_terminated",
             ProtocolError::FrameTooLarge => "frame_too_large",
             ProtocolError::InvalidTypeByte(_) => "invalid_type_byte",
+            ProtocolError::InvalidResp3Line(_) => "invalid_resp3_line",
             ProtocolError::TooDeep(_) => "too_deep",
             ProtocolError::InvalidInteger => "invalid_integer",
             ProtocolError::Incomplete => "incomplete",

@@ -1,11 +1,11 @@
-//! RESP2 values as a tree, for the few places that must look inside a reply.
+//! RESP values as a tree, for the few places that must look inside a reply.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::encode::{put_bulk, put_header, put_integer, put_line};
 use super::error::ProtocolError;
 use super::limits::{Limits, PREALLOC_CAP};
-use super::scan::{Cursor, Header};
+use super::scan::{Aggregate, Cursor, Header};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -18,6 +18,21 @@ pub enum Frame {
     /// `*-1`
     NullArray,
     Array(Vec<Frame>),
+    /// RESP3 `_`.
+    Nil,
+    Boolean(bool),
+    /// The number's text as sent.
+    Double(Bytes),
+    BigNumber(Bytes),
+    BlobError(Bytes),
+    /// The payload, format prefix (`txt:`) included.
+    Verbatim(Bytes),
+    /// Keys and values in turn.
+    Map(Vec<Frame>),
+    Set(Vec<Frame>),
+    Push(Vec<Frame>),
+    /// The annotation's keys and values in turn, then the value it annotates.
+    Attribute(Vec<Frame>),
 }
 
 impl Frame {
@@ -31,10 +46,18 @@ impl Frame {
             Frame::Bulk(payload) => put_bulk(dst, payload),
             Frame::Null => dst.put_slice(b"$-1\r\n"),
             Frame::NullArray => dst.put_slice(b"*-1\r\n"),
-            Frame::Array(items) => {
-                put_header(dst, b'*', items.len());
-                items.iter().for_each(|item| item.encode(dst));
-            }
+            Frame::Array(items) => put_aggregate(dst, b'*', items.len(), items),
+            Frame::Nil => dst.put_slice(b"_\r\n"),
+            Frame::Boolean(true) => dst.put_slice(b"#t\r\n"),
+            Frame::Boolean(false) => dst.put_slice(b"#f\r\n"),
+            Frame::Double(text) => put_line(dst, b',', text),
+            Frame::BigNumber(text) => put_line(dst, b'(', text),
+            Frame::BlobError(payload) => put_blob(dst, b'!', payload),
+            Frame::Verbatim(payload) => put_blob(dst, b'=', payload),
+            Frame::Map(items) => put_resp3(dst, Aggregate::Map, items),
+            Frame::Set(items) => put_resp3(dst, Aggregate::Set, items),
+            Frame::Push(items) => put_resp3(dst, Aggregate::Push, items),
+            Frame::Attribute(items) => put_resp3(dst, Aggregate::Attribute, items),
         }
     }
 
@@ -45,8 +68,8 @@ impl Frame {
     /// resumes, and call this only on a whole reply.
     pub fn parse(src: &Bytes, limits: &Limits) -> Result<Option<(Frame, usize)>, ProtocolError> {
         // An explicit stack instead of recursion: depth is bounded by `max_depth` only, which a
-        // caller may set high, and the thread stack must not be what limits it.
-        let mut open: Vec<(Vec<Frame>, usize)> = Vec::new();
+        // caller may set high, and the thread stack must not be what limits it. `None` is an array.
+        let mut open: Vec<(Option<Aggregate>, Vec<Frame>, usize)> = Vec::new();
         let mut cursor = Cursor::default();
         loop {
             let Some((header, next)) = cursor.header(src, open.len(), limits)? else {
@@ -60,28 +83,64 @@ impl Frame {
                 Header::Bulk(range) => Frame::Bulk(src.slice(range)),
                 Header::Null => Frame::Null,
                 Header::NullArray => Frame::NullArray,
+                Header::Nil => Frame::Nil,
+                Header::Boolean(b) => Frame::Boolean(b),
+                Header::Double(range) => Frame::Double(src.slice(range)),
+                Header::BigNumber(range) => Frame::BigNumber(src.slice(range)),
+                Header::BlobError(range) => Frame::BlobError(src.slice(range)),
+                Header::Verbatim(range) => Frame::Verbatim(src.slice(range)),
                 Header::Array(0) => Frame::Array(Vec::new()),
-                Header::Array(n) => {
-                    open.push((Vec::with_capacity(n.min(PREALLOC_CAP)), n));
+                Header::Aggregate(kind, 0) => aggregate(Some(kind), Vec::new()),
+                Header::Array(n) | Header::Aggregate(_, n) => {
+                    let kind = match header {
+                        Header::Aggregate(kind, _) => Some(kind),
+                        _ => None,
+                    };
+                    open.push((kind, Vec::with_capacity(n.min(PREALLOC_CAP)), n));
                     continue;
                 }
             };
-            // Hand the finished value to its array, closing every array it completes.
+            // Hand the finished value to its aggregate, closing every one it completes.
             loop {
-                let Some((items, len)) = open.last_mut() else {
+                let Some((_, items, len)) = open.last_mut() else {
                     return Ok(Some((frame, next)));
                 };
                 items.push(frame);
                 if items.len() < *len {
                     break;
                 }
-                let Some((items, _)) = open.pop() else {
+                let Some((kind, items, _)) = open.pop() else {
                     unreachable!("last_mut just saw it");
                 };
-                frame = Frame::Array(items);
+                frame = aggregate(kind, items);
             }
         }
     }
+}
+
+fn aggregate(kind: Option<Aggregate>, items: Vec<Frame>) -> Frame {
+    match kind {
+        None => Frame::Array(items),
+        Some(Aggregate::Map) => Frame::Map(items),
+        Some(Aggregate::Set) => Frame::Set(items),
+        Some(Aggregate::Push) => Frame::Push(items),
+        Some(Aggregate::Attribute) => Frame::Attribute(items),
+    }
+}
+
+fn put_aggregate(dst: &mut BytesMut, type_byte: u8, declared: usize, items: &[Frame]) {
+    put_header(dst, type_byte, declared);
+    items.iter().for_each(|item| item.encode(dst));
+}
+
+fn put_resp3(dst: &mut BytesMut, kind: Aggregate, items: &[Frame]) {
+    put_aggregate(dst, kind.type_byte(), kind.declared(items.len()), items);
+}
+
+fn put_blob(dst: &mut BytesMut, type_byte: u8, payload: &[u8]) {
+    put_header(dst, type_byte, payload.len());
+    dst.put_slice(payload);
+    dst.put_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -127,6 +186,71 @@ mod tests {
     }
 
     #[test]
+    fn resp3_types_round_trip() {
+        round_trip(Frame::Nil, b"_\r\n");
+        round_trip(Frame::Boolean(true), b"#t\r\n");
+        round_trip(Frame::Boolean(false), b"#f\r\n");
+        round_trip(Frame::Double(bytes(b"-1.5e3")), b",-1.5e3\r\n");
+        round_trip(Frame::Double(bytes(b"inf")), b",inf\r\n");
+        round_trip(
+            Frame::BigNumber(bytes(b"-3492890328409238509324850943850943825024385")),
+            b"(-3492890328409238509324850943850943825024385\r\n",
+        );
+        round_trip(Frame::BlobError(bytes(b"SYNTAX x")), b"!8\r\nSYNTAX x\r\n");
+        round_trip(
+            Frame::Verbatim(bytes(b"txt:a\r\nb")),
+            b"=8\r\ntxt:a\r\nb\r\n",
+        );
+        round_trip(
+            Frame::Map(vec![
+                Frame::Bulk(bytes(b"k")),
+                Frame::Set(vec![Frame::Integer(1)]),
+            ]),
+            b"%1\r\n$1\r\nk\r\n~1\r\n:1\r\n",
+        );
+        round_trip(Frame::Map(vec![]), b"%0\r\n");
+        round_trip(
+            Frame::Push(vec![Frame::Bulk(bytes(b"message")), Frame::Nil]),
+            b">2\r\n$7\r\nmessage\r\n_\r\n",
+        );
+        // An attribute and the value it annotates are one reply.
+        round_trip(
+            Frame::Attribute(vec![
+                Frame::Simple(bytes(b"ttl")),
+                Frame::Integer(3),
+                Frame::Array(vec![Frame::Integer(7)]),
+            ]),
+            b"|1\r\n+ttl\r\n:3\r\n*1\r\n:7\r\n",
+        );
+        round_trip(Frame::Attribute(vec![Frame::Nil]), b"|0\r\n_\r\n");
+    }
+
+    #[test]
+    fn resp3_lines_are_checked() {
+        for wire in [
+            &b"_x\r\n"[..],
+            b"#x\r\n",
+            b"#\r\n",
+            b",\r\n",
+            b"(1.5\r\n",
+            b"(\r\n",
+        ] {
+            assert!(
+                matches!(parse(wire), Err(ProtocolError::InvalidResp3Line(_))),
+                "{wire:?}"
+            );
+        }
+        assert!(matches!(
+            parse(b"=-1\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        ));
+        assert!(matches!(
+            parse(b"%-1\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        ));
+    }
+
+    #[test]
     fn parse_is_zero_copy_and_stops_after_one_frame() {
         let src = bytes(b"$3\r\nabc\r\n+next\r\n");
         let (frame, used) = Frame::parse(&src, &Limits::default()).unwrap().unwrap();
@@ -139,9 +263,14 @@ mod tests {
 
     #[test]
     fn incomplete_is_none_at_every_cut() {
-        let wire = b"*2\r\n$3\r\nabc\r\n*1\r\n:7\r\n";
-        for cut in 0..wire.len() {
-            assert_eq!(parse(&wire[..cut]).unwrap(), None, "cut {cut}");
+        for wire in [
+            &b"*2\r\n$3\r\nabc\r\n*1\r\n:7\r\n"[..],
+            b"|1\r\n+a\r\n:1\r\n%1\r\n=7\r\ntxt:abc\r\n~1\r\n#t\r\n",
+        ] {
+            for cut in 0..wire.len() {
+                assert_eq!(parse(&wire[..cut]).unwrap(), None, "cut {cut}");
+            }
+            assert_eq!(parse(wire).unwrap().map(|(_, used)| used), Some(wire.len()));
         }
     }
 

@@ -1,4 +1,4 @@
-//! RESP2 bytes <-> frames. Pure: no sockets, no routing; every limit on peer input lives here.
+//! RESP2 and RESP3 bytes <-> frames. Pure: no sockets, no routing; every limit on peer input lives here.
 //!
 //! Requests and replies are kept as slices of the buffer they arrived in, so the common path
 //! (forward a request as sent, forward a reply as received) never copies a payload.
@@ -20,7 +20,7 @@ pub use encode::encode_command;
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;
-pub use reply::{Reply, ReplyCodec};
+pub use reply::{Proto, Reply, ReplyCodec};
 pub use request::{Request, RequestCodec};
 
 /// Argument slices from text, for unit tests across the crate.

@@ -44,9 +44,31 @@ fn frame() -> impl Strategy<Value = Frame> {
         payload().prop_map(|p| Frame::Bulk(Bytes::from(p))),
         Just(Frame::Null),
         Just(Frame::NullArray),
+        Just(Frame::Nil),
+        any::<bool>().prop_map(Frame::Boolean),
+        any::<f64>().prop_map(|d| Frame::Double(Bytes::from(d.to_string()))),
+        any::<i128>().prop_map(|n| Frame::BigNumber(Bytes::from(n.to_string()))),
+        payload().prop_map(|p| Frame::BlobError(Bytes::from(p))),
+        payload().prop_map(|p| Frame::Verbatim(Bytes::from([b"txt:".as_slice(), &p].concat()))),
     ];
     leaf.prop_recursive(4, 40, 6, |inner| {
-        prop::collection::vec(inner, 0..6).prop_map(Frame::Array)
+        let items = move || prop::collection::vec(inner.clone(), 0..6);
+        prop_oneof![
+            items().prop_map(Frame::Array),
+            items().prop_map(Frame::Set),
+            items().prop_map(Frame::Push),
+            // Maps hold pairs; an attribute is pairs and then the value it annotates.
+            items().prop_map(|mut v| {
+                v.truncate(v.len() / 2 * 2);
+                Frame::Map(v)
+            }),
+            items().prop_map(|mut v| {
+                let value = v.pop().unwrap_or(Frame::Nil);
+                v.truncate(v.len() / 2 * 2);
+                v.push(value);
+                Frame::Attribute(v)
+            }),
+        ]
     })
 }
 

@@ -11,6 +11,26 @@ use super::limits::{reserve_for, Limits, PREALLOC_CAP};
 use super::line::parse_int;
 use super::scan::{Cursor, Header, Scanner};
 
+/// Which RESP a client speaks: RESP2 until it sends `HELLO 3`. Redis picks a reply's types by
+/// the protocol of the connection that asked, so a RESP3 client's requests go over backend
+/// connections that speak RESP3 too, and its replies pass through untouched like anyone's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Proto {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Proto {
+    /// The number `HELLO` takes and reports.
+    pub fn version(self) -> i64 {
+        match self {
+            Proto::Resp2 => 2,
+            Proto::Resp3 => 3,
+        }
+    }
+}
+
 /// One complete reply from a backend, kept as the exact bytes it sent (forwarded byte-exact).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply(pub Bytes);
@@ -103,9 +123,53 @@ impl Reply {
 
     /// "*N\r\n" followed by the elements' bytes, copied once into one buffer.
     pub fn array(elements: &[Reply]) -> Reply {
+        Reply::aggregate(b'*', elements.len(), elements)
+    }
+
+    /// The null a client of `proto` expects where Redis has no value: `$-1` or `_`.
+    pub fn null(proto: Proto) -> Reply {
+        match proto {
+            Proto::Resp2 => Reply::null_bulk(),
+            Proto::Resp3 => Reply(Bytes::from_static(b"_\r\n")),
+        }
+    }
+
+    /// Keys and values in turn: a RESP3 map, or the flat array RESP2 has instead.
+    pub fn map(proto: Proto, pairs: &[Reply]) -> Reply {
+        match proto {
+            Proto::Resp2 => Reply::array(pairs),
+            Proto::Resp3 => Reply::aggregate(b'%', pairs.len() / 2, pairs),
+        }
+    }
+
+    /// Out-of-band data such as a pub/sub message: a RESP3 push, or an array in RESP2.
+    pub fn push(proto: Proto, elements: &[Reply]) -> Reply {
+        match proto {
+            Proto::Resp2 => Reply::array(elements),
+            Proto::Resp3 => Reply::aggregate(b'>', elements.len(), elements),
+        }
+    }
+
+    /// Free text such as INFO's: a RESP3 verbatim string marked `txt`, or a bulk in RESP2.
+    pub fn text(proto: Proto, text: &[u8]) -> Reply {
+        match proto {
+            Proto::Resp2 => Reply::bulk(text),
+            Proto::Resp3 => {
+                let len = text.len() + 4;
+                let mut dst = BytesMut::with_capacity(bulk_len(len));
+                put_header(&mut dst, b'=', len);
+                dst.put_slice(b"txt:");
+                dst.put_slice(text);
+                dst.put_slice(b"\r\n");
+                Reply(dst.freeze())
+            }
+        }
+    }
+
+    fn aggregate(type_byte: u8, declared: usize, elements: &[Reply]) -> Reply {
         let body: usize = elements.iter().map(|e| e.0.len()).sum();
-        let mut dst = BytesMut::with_capacity(header_len(elements.len()) + body);
-        put_header(&mut dst, b'*', elements.len());
+        let mut dst = BytesMut::with_capacity(header_len(declared) + body);
+        put_header(&mut dst, type_byte, declared);
         elements.iter().for_each(|e| dst.put_slice(&e.0));
         Reply(dst.freeze())
     }
@@ -132,7 +196,7 @@ impl From<&Frame> for Reply {
     }
 }
 
-/// Decodes backend replies: any RESP2 type, nested up to `max_depth`; validates structure and
+/// Decodes backend replies: any RESP2 or RESP3 type, nested up to `max_depth`; validates structure and
 /// yields the raw bytes of one whole reply (`split_to(n).freeze()`, no copy).
 ///
 /// Validation progress is kept between calls (see `RequestCodec` for the buffer contract), so

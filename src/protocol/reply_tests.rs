@@ -176,6 +176,23 @@ fn helpers_build_canonical_replies() {
 }
 
 #[test]
+fn helpers_speak_the_clients_protocol() {
+    use super::Proto::{Resp2, Resp3};
+    let pair = [Reply::bulk(b"k"), Reply::integer_reply(1)];
+    assert_eq!(&Reply::null(Resp2).0[..], b"$-1\r\n");
+    assert_eq!(&Reply::null(Resp3).0[..], b"_\r\n");
+    assert_eq!(&Reply::map(Resp2, &pair).0[..], b"*2\r\n$1\r\nk\r\n:1\r\n");
+    assert_eq!(&Reply::map(Resp3, &pair).0[..], b"%1\r\n$1\r\nk\r\n:1\r\n");
+    assert_eq!(&Reply::push(Resp2, &pair).0[..], b"*2\r\n$1\r\nk\r\n:1\r\n");
+    assert_eq!(&Reply::push(Resp3, &pair).0[..], b">2\r\n$1\r\nk\r\n:1\r\n");
+    assert_eq!(&Reply::text(Resp2, b"a\nb").0[..], b"$3\r\na\nb\r\n");
+    assert_eq!(&Reply::text(Resp3, b"a\nb").0[..], b"=7\r\ntxt:a\nb\r\n");
+    for reply in [Reply::map(Resp3, &pair), Reply::text(Resp3, b"x"), Reply::null(Resp3)] {
+        assert!(reply.parse(&Limits::default()).is_ok(), "{reply:?}");
+    }
+}
+
+#[test]
 fn accessors() {
     let moved = reply(b"-MOVED 3999 127.0.0.1:6381\r\n");
     assert_eq!(moved.error(), Some(&b"MOVED 3999 127.0.0.1:6381"[..]));

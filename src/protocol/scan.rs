@@ -1,4 +1,4 @@
-//! Reading RESP2 value headers, and a resumable validator for whole replies.
+//! Reading RESP2 and RESP3 value headers, and a resumable validator for whole replies.
 //!
 //! Resumable because replies arrive in pieces: a big array or bulk must cost O(bytes) in total,
 //! not O(bytes) per read, so progress is kept between reads instead of re-validating from the
@@ -25,6 +25,54 @@ pub(crate) enum Header {
     /// Element count, which may be zero.
     Array(usize),
     NullArray,
+    /// RESP3 `_`.
+    Nil,
+    /// RESP3 `#t` / `#f`.
+    Boolean(bool),
+    /// RESP3 `,`: the text, as Redis wrote it (`1.5`, `inf`, `nan`).
+    Double(Range<usize>),
+    /// RESP3 `(`: the digits.
+    BigNumber(Range<usize>),
+    /// RESP3 `!`: the payload of a bulk error.
+    BlobError(Range<usize>),
+    /// RESP3 `=`: the payload, its three-letter format and `:` included.
+    Verbatim(Range<usize>),
+    /// A RESP3 aggregate and how many values follow it: twice the pairs of a map, and for an
+    /// attribute also the value it annotates, which it forms one reply with.
+    Aggregate(Aggregate, usize),
+}
+
+/// RESP3's aggregate types besides the array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `%`: key, value, key, value...
+    Map,
+    /// `~`
+    Set,
+    /// `>`: out-of-band data (pub/sub messages, invalidations), never a command's reply.
+    Push,
+    /// `|`: key/value pairs describing the value that follows them.
+    Attribute,
+}
+
+impl Aggregate {
+    pub(crate) fn type_byte(self) -> u8 {
+        match self {
+            Aggregate::Map => b'%',
+            Aggregate::Set => b'~',
+            Aggregate::Push => b'>',
+            Aggregate::Attribute => b'|',
+        }
+    }
+
+    /// The count on the wire for `values` values following the header.
+    pub(crate) fn declared(self, values: usize) -> usize {
+        match self {
+            Aggregate::Map => values / 2,
+            Aggregate::Attribute => values.saturating_sub(1) / 2,
+            Aggregate::Set | Aggregate::Push => values,
+        }
+    }
 }
 
 /// Position of the next header within a buffer, plus what a retry needs.
@@ -62,12 +110,12 @@ impl Cursor {
             return Ok(None);
         };
         let numeric = match kind {
-            b'+' | b'-' => false,
-            b':' | b'$' => true,
-            b'*' if depth >= limits.max_depth => {
+            b'+' | b'-' | b'_' | b'#' | b',' | b'(' => false,
+            b':' | b'$' | b'=' | b'!' => true,
+            b'*' | b'%' | b'~' | b'>' | b'|' if depth >= limits.max_depth => {
                 return Err(ProtocolError::TooDeep(limits.max_depth))
             }
-            b'*' => true,
+            b'*' | b'%' | b'~' | b'>' | b'|' => true,
             other => return Err(ProtocolError::InvalidTypeByte(other)),
         };
         let found = find_crlf(buf, self.scan_from.max(start + 1));
@@ -95,31 +143,37 @@ impl Cursor {
         self.scan_from = 0;
         let line = &buf[start + 1..cr];
         let after = cr + 2;
+        let text = start + 1..cr;
         let header = match kind {
-            b'+' => Header::Simple(start + 1..cr),
-            b'-' => Header::Error(start + 1..cr),
+            b'+' => Header::Simple(text),
+            b'-' => Header::Error(text),
             b':' => Header::Integer(parse_int(line).ok_or(ProtocolError::InvalidInteger)?),
-            b'$' => match parse_int(line) {
-                Some(-1) => Header::Null,
-                Some(n) => {
-                    let len = usize::try_from(n)
-                        .ok()
+            b'$' | b'=' | b'!' => match parse_int(line) {
+                Some(-1) if kind == b'$' => Header::Null,
+                n => {
+                    let len = n
+                        .and_then(|n| usize::try_from(n).ok())
                         .filter(|&len| len <= limits.max_bulk_len)
                         .ok_or(ProtocolError::InvalidBulkLength)?;
-                    return self.bulk(buf, after, len, limits);
+                    return self.bulk(buf, kind, after, len, limits);
                 }
-                None => return Err(ProtocolError::InvalidBulkLength),
             },
-            _ => match parse_int(line) {
+            b'*' => match parse_int(line) {
                 Some(-1) => Header::NullArray,
-                Some(n) => Header::Array(
-                    usize::try_from(n)
-                        .ok()
-                        .filter(|&n| n <= limits.max_array_len)
-                        .ok_or(ProtocolError::InvalidMultibulkLength)?,
-                ),
-                None => return Err(ProtocolError::InvalidMultibulkLength),
+                n => Header::Array(count(n, limits)?),
             },
+            b'%' => Header::Aggregate(Aggregate::Map, count(parse_int(line), limits)? * 2),
+            b'~' => Header::Aggregate(Aggregate::Set, count(parse_int(line), limits)?),
+            b'>' => Header::Aggregate(Aggregate::Push, count(parse_int(line), limits)?),
+            b'|' => Header::Aggregate(
+                Aggregate::Attribute,
+                count(parse_int(line), limits)? * 2 + 1,
+            ),
+            b'_' if line.is_empty() => Header::Nil,
+            b'#' if line == b"t" || line == b"f" => Header::Boolean(line == b"t"),
+            b',' if !line.is_empty() => Header::Double(text),
+            b'(' if parse_big(line) => Header::BigNumber(text),
+            _ => return Err(ProtocolError::InvalidResp3Line(kind)),
         };
         Ok(Some((header, after)))
     }
@@ -128,6 +182,7 @@ impl Cursor {
     fn bulk(
         &mut self,
         buf: &[u8],
+        kind: u8,
         start: usize,
         len: usize,
         limits: &Limits,
@@ -138,8 +193,30 @@ impl Cursor {
             return Ok(None);
         }
         check_bulk_crlf(buf, end)?;
-        Ok(Some((Header::Bulk(start..start + len), end)))
+        let payload = start..start + len;
+        Ok(Some((
+            match kind {
+                b'=' => Header::Verbatim(payload),
+                b'!' => Header::BlobError(payload),
+                _ => Header::Bulk(payload),
+            },
+            end,
+        )))
     }
+}
+
+/// An aggregate's declared count: at most `max_array_len` (a map's pairs count once each, so
+/// doubling them cannot overflow).
+fn count(n: Option<i64>, limits: &Limits) -> Result<usize, ProtocolError> {
+    n.and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= limits.max_array_len && n <= usize::MAX / 4)
+        .ok_or(ProtocolError::InvalidMultibulkLength)
+}
+
+/// A RESP3 big number: an optional `-` and at least one digit.
+fn parse_big(line: &[u8]) -> bool {
+    let digits = line.strip_prefix(b"-").unwrap_or(line);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// Where a bulk of `len` bytes starting at `start` ends, CRLF included, refused before any
@@ -163,7 +240,7 @@ pub(crate) fn check_bulk_crlf(buf: &[u8], end: usize) -> Result<(), ProtocolErro
 fn number_error(kind: u8) -> ProtocolError {
     match kind {
         b':' => ProtocolError::InvalidInteger,
-        b'$' => ProtocolError::InvalidBulkLength,
+        b'$' | b'=' | b'!' => ProtocolError::InvalidBulkLength,
         _ => ProtocolError::InvalidMultibulkLength,
     }
 }
@@ -198,7 +275,7 @@ impl Scanner {
             };
             self.cursor.pos = next;
             match header {
-                Header::Array(n) if n > 0 => self.open.push(n),
+                Header::Array(n) | Header::Aggregate(_, n) if n > 0 => self.open.push(n),
                 _ => {
                     if self.close_value() {
                         return Ok(Some(next));
@@ -246,6 +323,16 @@ mod tests {
             b"*-1\r\n",
             b"*0\r\n",
             b"*2\r\n*1\r\n:1\r\n$0\r\n\r\n",
+            b"_\r\n",
+            b"#f\r\n",
+            b",3.14\r\n",
+            b"(12345678901234567890123\r\n",
+            b"!3\r\nERR\r\n",
+            b"=7\r\ntxt:a\r\n\r\n",
+            b"%2\r\n+a\r\n:1\r\n+b\r\n_\r\n",
+            b"~0\r\n",
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n",
+            b"|1\r\n+key\r\n+val\r\n*1\r\n:1\r\n",
         ] {
             assert_eq!(scan_all(reply).unwrap(), Some(reply.len()));
             for cut in 0..reply.len() {
@@ -293,7 +380,8 @@ mod tests {
     #[test]
     fn errors() {
         let err = |buf: &[u8]| scan_all(buf).unwrap_err().kind();
-        assert_eq!(err(b"!x\r\n"), "invalid_type_byte");
+        assert_eq!(err(b"?x\r\n"), "invalid_type_byte");
+        assert_eq!(err(b"!x\r\n"), "invalid_bulk_length");
         assert_eq!(err(b":1.5\r\n"), "invalid_integer");
         assert_eq!(err(b":\r\n"), "invalid_integer");
         assert_eq!(err(b":123456789012345678901"), "invalid_integer");
@@ -302,7 +390,7 @@ mod tests {
         assert_eq!(err(b"*-2\r\n"), "invalid_multibulk_length");
         assert_eq!(err(b"*1x\r\n"), "invalid_multibulk_length");
         assert_eq!(err(b"$1\r\nab\r\n"), "bulk_not_terminated");
-        assert_eq!(err(b"*1\r\n*1\r\n!"), "invalid_type_byte");
+        assert_eq!(err(b"*1\r\n*1\r\n?"), "invalid_type_byte");
     }
 
     #[test]
@@ -326,5 +414,18 @@ mod tests {
         assert_eq!(err(b"*2\r\n$3\r\nabc\r\n$3\r\n"), "frame_too_large");
         assert_eq!(err(&[b'+'; 40]), "frame_too_large");
         assert_eq!(ok(b"*2\r\n$3\r\nabc\r\n:1\r\n"), Some(17));
+        // A map of one pair holds two values, so two pairs break a two-element limit once
+        // doubled only if the count itself is over: the limit is on the declared count.
+        assert_eq!(ok(b"%1\r\n:1\r\n:2\r\n"), Some(12));
+        assert_eq!(err(b"%3\r\n"), "invalid_multibulk_length");
+        assert_eq!(err(b"~1\r\n~1\r\n~"), "too_deep");
+        assert_eq!(err(b"=4\r\n"), "invalid_bulk_length");
+    }
+
+    #[test]
+    fn an_attribute_is_one_reply_with_its_value() {
+        let wire = b"|1\r\n+k\r\n+v\r\n:5\r\n+next\r\n";
+        assert_eq!(scan_all(wire).unwrap(), Some(16));
+        assert_eq!(scan_all(&wire[..12]).unwrap(), None);
     }
 }
