@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -13,7 +13,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 use super::batch::Batch;
 use super::health::Health;
@@ -23,7 +23,7 @@ use prometheus::IntGauge;
 
 use crate::budget::Budget;
 use crate::metrics::Metrics;
-use crate::protocol::{ProtocolError, Reply, ReplyCodec};
+use crate::protocol::{Limits, Proto, ProtocolError, Reply, ReplyCodec};
 
 /// Write the batch once it holds this much, so one batch never grows without bound.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -77,13 +77,14 @@ impl Conn {
     /// reply wakes its client on the same thread.
     pub fn spawn(
         addr: NodeAddr,
+        proto: Proto,
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         rt: &Handle,
     ) -> Conn {
         let (tx, rx) = mpsc::channel(settings.max_inflight);
-        rt.spawn(supervise(addr, rx, settings, metrics, health));
+        rt.spawn(supervise(addr, proto, rx, settings, metrics, health));
         Conn { tx }
     }
 
@@ -113,11 +114,12 @@ impl Conn {
     /// request on it fails: whatever the client kept on it is gone, and it must hear so.
     pub async fn open_dedicated(
         addr: NodeAddr,
+        proto: Proto,
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> std::io::Result<(Conn, AbortHandle)> {
-        let stream = open(&addr, &settings).await?;
+        let stream = open(&addr, &settings, proto).await?;
         let (tx, mut rx) = mpsc::channel(settings.max_inflight);
         let task = tokio::spawn(async move {
             let _open = Open::count(&metrics.dedicated_connections);
@@ -153,6 +155,7 @@ impl Drop for Open {
 /// them there.
 async fn supervise(
     addr: NodeAddr,
+    proto: Proto,
     mut rx: mpsc::Receiver<Pending>,
     s: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
@@ -165,7 +168,7 @@ async fn supervise(
         if rx.is_closed() && rx.is_empty() {
             break;
         }
-        match open(&addr, &s).await {
+        match open(&addr, &s, proto).await {
             Ok(stream) => {
                 if down {
                     health.mark_up();
@@ -210,12 +213,19 @@ async fn supervise(
     }
 }
 
-/// Opens a connection and checks the node answers PING: a stopped or loading node accepts TCP
-/// connections (the kernel does) but must not be handed traffic.
-pub(crate) async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<TcpStream> {
+/// Opens a connection speaking `proto` and checks the node answers PING: a stopped or loading
+/// node accepts TCP connections (the kernel does) but must not be handed traffic.
+pub(crate) async fn open(
+    addr: &str,
+    s: &BackendSettings,
+    proto: Proto,
+) -> std::io::Result<TcpStream> {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        if proto == Proto::Resp3 {
+            hello3(&mut stream, &s.limits).await?;
+        }
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
         let mut pong = [0u8; 7];
         stream.read_exact(&mut pong).await?;
@@ -230,6 +240,31 @@ pub(crate) async fn open(addr: &str, s: &BackendSettings) -> std::io::Result<Tcp
             std::io::ErrorKind::TimedOut,
             "connect or PING timed out",
         )),
+    }
+}
+
+/// Switches a fresh connection to RESP3. Nothing else is in flight on it, so its one reply is
+/// all there is to read.
+async fn hello3(stream: &mut TcpStream, limits: &Limits) -> std::io::Result<()> {
+    stream
+        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+        .await?;
+    let mut codec = ReplyCodec::new(*limits);
+    let mut buf = BytesMut::with_capacity(512);
+    let reply = loop {
+        if let Some(reply) = codec.decode(&mut buf).map_err(std::io::Error::other)? {
+            break reply;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    };
+    match reply.error() {
+        None => Ok(()),
+        Some(e) => Err(std::io::Error::other(format!(
+            "node refused HELLO 3: {}",
+            String::from_utf8_lossy(e)
+        ))),
     }
 }
 
@@ -391,6 +426,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
             None => return "closed by the node",
         };
         answered += 1;
+        // A RESP3 push answers no request. Nothing slotgate sends on these connections asks for
+        // one (no SUBSCRIBE, no CLIENT TRACKING), but one must never be taken for a reply.
+        if reply.bytes().first() == Some(&b'>') {
+            continue;
+        }
         // A reply with no waiter means the stream is out of step; nothing after it can be trusted.
         let Some(mut w) = current.take().or_else(|| waiters.try_recv().ok()) else {
             return "unsolicited reply";

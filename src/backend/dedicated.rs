@@ -22,7 +22,7 @@ use super::node::outcome;
 use super::settings::BackendSettings;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
-use crate::protocol::Reply;
+use crate::protocol::{Proto, Reply};
 
 /// What a dedicated connection is for, which decides its operation timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,8 +136,14 @@ impl Dedicate {
         }
     }
 
-    /// Opens a connection of its own to `addr` on the caller's runtime, if a seat is free.
-    pub async fn open(&self, addr: &NodeAddr, purpose: Purpose) -> Result<Dedicated, BackendError> {
+    /// Opens a connection of its own to `addr`, speaking the client's `proto`, on the caller's
+    /// runtime, if a seat is free.
+    pub async fn open(
+        &self,
+        addr: &NodeAddr,
+        purpose: Purpose,
+        proto: Proto,
+    ) -> Result<Dedicated, BackendError> {
         let seat =
             self.seats_of(addr)
                 .try_acquire_owned()
@@ -152,6 +158,7 @@ impl Dedicate {
         let op_timeout = settings.op_timeout;
         let (conn, driver) = Conn::open_dedicated(
             addr.clone(),
+            proto,
             settings.clone(),
             self.metrics.clone(),
             self.health.clone(),

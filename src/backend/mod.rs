@@ -14,6 +14,6 @@ pub(crate) use conn::open;
 pub use dedicated::{Dedicate, Dedicated, Purpose};
 pub use error::BackendError;
 pub use health::Health;
-pub use node::{Node, PendingReply};
+pub use node::{Lane, Node, PendingReply};
 pub use pool::Pool;
 pub use settings::BackendSettings;

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,13 +18,61 @@ use super::settings::BackendSettings;
 use crate::budget::Budget;
 use crate::cluster::NodeAddr;
 use crate::metrics::Metrics;
-use crate::protocol::Reply;
+use crate::protocol::{Proto, Reply};
+
+/// Which of a node's shared connections carries a client's requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lane {
+    /// Picks one of the node's connections (and, for keyless commands, one of the masters): a
+    /// client always uses the same one, so its commands to a node run in the order it sent them.
+    pub affinity: usize,
+    /// The protocol the connection speaks, the client's own, so its replies pass through as
+    /// Redis made them for it.
+    pub proto: Proto,
+}
+
+impl Lane {
+    /// For slotgate's own questions to the cluster, whose replies it reads itself.
+    pub const INTERNAL: Lane = Lane {
+        affinity: 0,
+        proto: Proto::Resp2,
+    };
+}
 
 /// A handful of shared pipelined connections to one node.
 pub struct Node {
     addr: NodeAddr,
     conns: Vec<Conn>,
+    /// The same number again for RESP3 clients, opened when the first one comes: most
+    /// deployments never have one.
+    resp3: OnceLock<Vec<Conn>>,
+    opener: Opener,
     op_timeout: Duration,
+}
+
+/// What opening another connection to the node takes.
+struct Opener {
+    settings: Arc<BackendSettings>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    rt: Handle,
+}
+
+impl Opener {
+    fn conns(&self, addr: &NodeAddr, proto: Proto) -> Vec<Conn> {
+        (0..self.settings.connections_per_node.max(1))
+            .map(|_| {
+                Conn::spawn(
+                    addr.clone(),
+                    proto,
+                    self.settings.clone(),
+                    self.metrics.clone(),
+                    self.health.clone(),
+                    &self.rt,
+                )
+            })
+            .collect()
+    }
 }
 
 impl Node {
@@ -35,26 +83,34 @@ impl Node {
         health: Arc<Health>,
         rt: &Handle,
     ) -> Node {
-        let conns = (0..settings.connections_per_node.max(1))
-            .map(|_| {
-                Conn::spawn(
-                    addr.clone(),
-                    settings.clone(),
-                    metrics.clone(),
-                    health.clone(),
-                    rt,
-                )
-            })
-            .collect();
+        let op_timeout = settings.op_timeout;
+        let opener = Opener {
+            settings,
+            metrics,
+            health,
+            rt: rt.clone(),
+        };
         Node {
+            conns: opener.conns(&addr, Proto::Resp2),
+            resp3: OnceLock::new(),
+            opener,
             addr,
-            conns,
-            op_timeout: settings.op_timeout,
+            op_timeout,
         }
     }
 
     pub fn addr(&self) -> &NodeAddr {
         &self.addr
+    }
+
+    fn conn(&self, lane: Lane) -> &Conn {
+        let conns = match lane.proto {
+            Proto::Resp2 => &self.conns,
+            Proto::Resp3 => self
+                .resp3
+                .get_or_init(|| self.opener.conns(&self.addr, Proto::Resp3)),
+        };
+        &conns[lane.affinity % conns.len()]
     }
 
     /// Queues `bytes` (one command) without waiting, or returns `None` when the connection has
@@ -65,10 +121,10 @@ impl Node {
     pub fn try_send(
         &self,
         bytes: Bytes,
-        affinity: usize,
+        lane: Lane,
         budget: Option<&Arc<Budget>>,
     ) -> Option<PendingReply> {
-        let conn = &self.conns[affinity % self.conns.len()];
+        let conn = self.conn(lane);
         let (tx, rx) = oneshot::channel();
         let queued = conn.try_enqueue(Pending {
             bytes,
@@ -80,17 +136,16 @@ impl Node {
     }
 
     /// Sends `bytes` (one or more commands) and returns the reply of the last one, discarding the
-    /// first `skip` replies. `affinity` picks the connection: one client always uses the same one,
-    /// so its commands to this node run in the order it sent them. The reply counts against
-    /// `budget` (the client's) until this returns it.
+    /// first `skip` replies, on the connection `lane` picks. The reply counts against `budget`
+    /// (the client's) until this returns it.
     pub async fn send(
         &self,
         bytes: Bytes,
         skip: u8,
-        affinity: usize,
+        lane: Lane,
         budget: Option<&Arc<Budget>>,
     ) -> Result<Reply, BackendError> {
-        let conn = &self.conns[affinity % self.conns.len()];
+        let conn = self.conn(lane);
         let (tx, rx) = oneshot::channel();
         conn.enqueue(Pending {
             bytes,

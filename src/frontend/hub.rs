@@ -25,7 +25,7 @@ use crate::backend::{self, BackendSettings};
 use crate::budget::{Budget, OutputLimits};
 use crate::cluster::{NodeAddr, Slot, Topology};
 use crate::metrics::Metrics;
-use crate::protocol::{encode_command, Frame, ReplyCodec};
+use crate::protocol::{encode_command, Frame, Proto, ReplyCodec};
 use crate::route::Router;
 
 /// Messages one subscriber may have waiting before it counts as not reading (its bytes are
@@ -413,7 +413,7 @@ async fn connection(hub: Arc<Hub>) {
     loop {
         let mut served = false;
         for addr in hub.candidates(failed.as_ref()) {
-            let Ok(stream) = backend::open(&addr, &hub.settings).await else {
+            let Ok(stream) = backend::open(&addr, &hub.settings, Proto::Resp2).await else {
                 continue;
             };
             served = true;
@@ -434,7 +434,7 @@ async fn connection(hub: Arc<Hub>) {
 /// take them over (the slot map says which, once a MOVED or a refresh has taught it).
 async fn shard_link(hub: Arc<Hub>, addr: NodeAddr) {
     loop {
-        if let Ok(stream) = backend::open(&addr, &hub.settings).await {
+        if let Ok(stream) = backend::open(&addr, &hub.settings, Proto::Resp2).await {
             let why = serve(&hub, &Link::Shard(addr.clone()), stream).await;
             tracing::info!(node = %addr, why, "shard subscriber connection lost");
         }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 
+use crate::backend::Lane;
 use crate::budget::Budget;
 use crate::order::{Line, Turn};
 use crate::protocol::{Reply, Request};
@@ -62,7 +63,9 @@ pub(super) struct Inflight {
     /// Task outputs that came out before their turn; `tasks` yields them in queue order.
     done: VecDeque<Reply>,
     router: Arc<Router>,
-    affinity: usize,
+    /// Where a fast-path request the router takes over is sent again: the client's lane when it
+    /// was sent, since a protocol switch waits for every earlier request to be answered.
+    lane: Lane,
     /// The client's output budget: fast-path replies count there until taken.
     budget: Arc<Budget>,
     /// Bytes of the replies in `Ready` entries (task outputs count in the budget itself).
@@ -70,7 +73,7 @@ pub(super) struct Inflight {
 }
 
 impl Inflight {
-    pub fn new(router: Arc<Router>, affinity: usize, budget: Arc<Budget>) -> Inflight {
+    pub fn new(router: Arc<Router>, lane: Lane, budget: Arc<Budget>) -> Inflight {
         Inflight {
             queue: VecDeque::new(),
             pushed: 0,
@@ -78,10 +81,16 @@ impl Inflight {
             tasks: FuturesOrdered::new(),
             done: VecDeque::new(),
             router,
-            affinity,
+            lane,
             budget,
             held: 0,
         }
+    }
+
+    /// The client switched protocol; nothing is in flight (see `Session::dispatch`).
+    pub fn set_lane(&mut self, lane: Lane) {
+        debug_assert!(self.queue.is_empty());
+        self.lane = lane;
     }
 
     pub fn budget(&self) -> &Arc<Budget> {
@@ -198,9 +207,9 @@ impl Stream for Inflight {
                                 unreachable!("the head was just matched as fast");
                             };
                             let (router, budget) = (this.router.clone(), this.budget.clone());
-                            let affinity = this.affinity;
+                            let lane = this.lane;
                             *head = Entry::Resumed(Box::pin(async move {
-                                router.resume(&req, unsettled, affinity, Some(budget)).await
+                                router.resume(&req, unsettled, lane, Some(budget)).await
                             }));
                         }
                     }
@@ -255,7 +264,7 @@ mod tests {
             soft: 0,
             soft_for: std::time::Duration::ZERO,
         }));
-        let mut inflight = Inflight::new(router.clone(), 0, budget.clone());
+        let mut inflight = Inflight::new(router.clone(), Lane::default(), budget.clone());
         for words in [
             &["SET", "k", "1"][..],
             &["MSET", "k", "2", "other", "3"],
@@ -263,12 +272,14 @@ mod tests {
         ] {
             let req = request(words);
             let plan = table.classify(&req);
-            match router.start(&req, plan, 0, Some(&budget)) {
+            match router.start(&req, plan, Lane::default(), Some(&budget)) {
                 Some(started) => inflight.fast(req, started),
                 None => {
                     let (router, turn) = (router.clone(), inflight.next_turn());
                     inflight.task(Box::pin(async move {
-                        router.execute(&req, plan, 0, turn, None).await
+                        router
+                            .execute(&req, plan, Lane::default(), turn, None)
+                            .await
                     }));
                 }
             }

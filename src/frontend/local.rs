@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::command::LocalCommand;
-use crate::protocol::Reply;
+use crate::protocol::{Proto, Reply};
 
 /// Version reported to clients. Client libraries gate features on `redis_version`; slotgate speaks
 /// the command set of Redis 7.0, the oldest server it is tested against.
@@ -17,6 +17,8 @@ pub struct ClientState {
     pub name: Option<Bytes>,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
+    /// RESP2 until `HELLO 3`; RESET and `HELLO 2` switch back.
+    pub proto: Proto,
 }
 
 /// What the session must do besides sending the reply.
@@ -50,14 +52,15 @@ pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (R
         },
         LocalCommand::ClientGetName => match &client.name {
             Some(n) => Reply::bulk(n),
-            None => Reply::null_bulk(),
+            None => Reply::null(client.proto),
         },
         LocalCommand::ClientSetInfo => set_info(args, client),
         LocalCommand::ClientId => Reply::integer_reply(client.id as i64),
-        LocalCommand::ClientInfo => Reply::bulk(client_info(client).as_bytes()),
+        LocalCommand::ClientInfo => Reply::text(client.proto, client_info(client).as_bytes()),
         LocalCommand::Hello => hello(args, client),
         LocalCommand::Reset => {
             client.name = None;
+            client.proto = Proto::Resp2;
             Reply::simple("RESET")
         }
         LocalCommand::Info => return (Reply::ok(), After::Info),
@@ -110,24 +113,29 @@ fn client_info(client: &ClientState) -> String {
             .unwrap_or_default()
     }
     format!(
-        "id={} name={} db=0 lib-name={} lib-ver={} resp=2\n",
+        "id={} name={} db=0 lib-name={} lib-ver={} resp={}\n",
         client.id,
         text(&client.name),
         text(&client.lib_name),
-        text(&client.lib_ver)
+        text(&client.lib_ver),
+        client.proto.version()
     )
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`. Only RESP2 is spoken so far, and an
-/// unsupported version gets the `NOPROTO` error clients fall back on.
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`: switches the client to RESP2 or RESP3
+/// (the session moves it to backend connections of that protocol), as Redis 7 answers it.
+/// slotgate has no users of its own, so `AUTH` is answered as by a Redis server without a
+/// password: the `default` user gets in with any password, any other user is refused.
 fn hello(args: &[Bytes], client: &mut ClientState) -> Reply {
     let mut rest = args[1..].iter();
+    let mut proto = client.proto;
     if let Some(ver) = rest.next() {
         match std::str::from_utf8(ver)
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
         {
-            Some(2) => {}
+            Some(2) => proto = Proto::Resp2,
+            Some(3) => proto = Proto::Resp3,
             Some(_) => return Reply::error_line("NOPROTO unsupported protocol version"),
             None => {
                 return Reply::error_line("ERR Protocol version is not an integer or out of range")
@@ -137,7 +145,11 @@ fn hello(args: &[Bytes], client: &mut ClientState) -> Reply {
     let mut name = None;
     while let Some(opt) = rest.next() {
         match opt.to_ascii_uppercase().as_slice() {
-            b"AUTH" => return Reply::error_line("ERR slotgate does not support AUTH yet"),
+            b"AUTH" => match (rest.next(), rest.next()) {
+                (Some(user), Some(_)) if user.as_ref() == b"default" => {}
+                (Some(_), Some(_)) => return Reply::error_line(WRONGPASS),
+                _ => return Reply::error_line("ERR Syntax error in HELLO option 'AUTH'"),
+            },
             b"SETNAME" => {
                 match rest.next() {
                     Some(n) if valid_name(n) => name = Some(n.clone()),
@@ -158,23 +170,29 @@ fn hello(args: &[Bytes], client: &mut ClientState) -> Reply {
     if name.is_some() {
         client.name = name;
     }
-    Reply::array(&[
-        Reply::bulk(b"server"),
-        Reply::bulk(b"redis"),
-        Reply::bulk(b"version"),
-        Reply::bulk(REDIS_VERSION.as_bytes()),
-        Reply::bulk(b"proto"),
-        Reply::integer_reply(2),
-        Reply::bulk(b"id"),
-        Reply::integer_reply(client.id as i64),
-        Reply::bulk(b"mode"),
-        Reply::bulk(b"standalone"),
-        Reply::bulk(b"role"),
-        Reply::bulk(b"master"),
-        Reply::bulk(b"modules"),
-        Reply::array(&[]),
-    ])
+    client.proto = proto;
+    Reply::map(
+        proto,
+        &[
+            Reply::bulk(b"server"),
+            Reply::bulk(b"redis"),
+            Reply::bulk(b"version"),
+            Reply::bulk(REDIS_VERSION.as_bytes()),
+            Reply::bulk(b"proto"),
+            Reply::integer_reply(proto.version()),
+            Reply::bulk(b"id"),
+            Reply::integer_reply(client.id as i64),
+            Reply::bulk(b"mode"),
+            Reply::bulk(b"standalone"),
+            Reply::bulk(b"role"),
+            Reply::bulk(b"master"),
+            Reply::bulk(b"modules"),
+            Reply::array(&[]),
+        ],
+    )
 }
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 #[cfg(test)]
 mod tests {
@@ -262,9 +280,63 @@ mod tests {
             .is_some());
         assert_eq!(c.name.as_deref(), Some(&b"n"[..]));
         assert_eq!(
-            run(LocalCommand::Hello, &["HELLO", "3"], c),
+            run(LocalCommand::Hello, &["HELLO", "4"], c),
             Reply::error_line("NOPROTO unsupported protocol version")
         );
+        assert_eq!(c.proto, Proto::Resp2);
+    }
+
+    /// Byte for byte what redis-server 7.0.15 sends (only the version differs).
+    #[test]
+    fn hello_3_switches_to_resp3_and_back() {
+        let c = &mut ClientState {
+            id: 5,
+            ..Default::default()
+        };
+        let hello3 = run(LocalCommand::Hello, &["HELLO", "3"], c);
+        let wire = "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n\
+                    $5\r\nproto\r\n:3\r\n$2\r\nid\r\n:5\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n\
+                    $4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+        assert_eq!(hello3.bytes(), wire.as_bytes());
+        assert_eq!(c.proto, Proto::Resp3);
+        // No version keeps the protocol.
+        assert!(run(LocalCommand::Hello, &["HELLO"], c)
+            .bytes()
+            .starts_with(b"%7"));
+        assert_eq!(
+            run(LocalCommand::ClientGetName, &["CLIENT", "GETNAME"], c),
+            Reply::null(Proto::Resp3)
+        );
+        let info = run(LocalCommand::ClientInfo, &["CLIENT", "INFO"], c);
+        assert!(info.bytes().starts_with(b"="), "{info:?}");
+        assert!(String::from_utf8_lossy(info.bytes()).contains("resp=3"));
+        assert!(run(LocalCommand::Hello, &["HELLO", "2"], c)
+            .bytes()
+            .starts_with(b"*14"));
+        assert_eq!(c.proto, Proto::Resp2);
+        run(LocalCommand::Hello, &["HELLO", "3"], c);
+        run(LocalCommand::Reset, &["RESET"], c);
+        assert_eq!(c.proto, Proto::Resp2);
+    }
+
+    #[test]
+    fn hello_auth_is_answered_as_by_a_server_without_a_password() {
+        let c = &mut ClientState::default();
+        let ok = run(
+            LocalCommand::Hello,
+            &["HELLO", "3", "AUTH", "default", "x"],
+            c,
+        );
+        assert!(ok.bytes().starts_with(b"%7"));
+        assert_eq!(
+            run(LocalCommand::Hello, &["HELLO", "3", "AUTH", "bob", "x"], c),
+            Reply::error_line(WRONGPASS)
+        );
+        assert_eq!(
+            run(LocalCommand::Hello, &["HELLO", "2", "AUTH", "default"], c),
+            Reply::error_line("ERR Syntax error in HELLO option 'AUTH'")
+        );
+        assert_eq!(c.proto, Proto::Resp3, "a refused HELLO changes nothing");
     }
 
     #[test]

@@ -20,9 +20,10 @@ use super::pubsub_info;
 use super::subscription::{self, Subscription};
 use super::transaction::Transaction;
 use super::Frontend;
+use crate::backend::Lane;
 use crate::budget::{Breach, Budget};
 use crate::command::{Action, Keys, LocalCommand, PubSubCommand, TxnCommand};
-use crate::protocol::{Frame, ProtocolError, Reply, Request, RequestCodec};
+use crate::protocol::{Frame, Proto, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::split;
 use crate::route::Router;
 
@@ -46,7 +47,10 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         },
         inflight: Inflight::new(
             fe.router.clone(),
-            affinity,
+            Lane {
+                affinity,
+                proto: Proto::Resp2,
+            },
             Arc::new(Budget::new(fe.settings.output)),
         ),
         affinity,
@@ -266,10 +270,19 @@ impl Session {
             return Ok(());
         };
         let budget = subs.member.budget.clone();
+        let resp3 = self.client.proto == Proto::Resp3;
         let mut next = Some(first);
         while let Some(message) = next {
             budget.taken(message.len());
-            out.extend_from_slice(&message);
+            match resp3 {
+                // The node's message is a RESP2 array of bulks; RESP3 sends the very same
+                // elements as a push, so only the type byte differs.
+                true => {
+                    out.extend_from_slice(b">");
+                    out.extend_from_slice(&message[1..]);
+                }
+                false => out.extend_from_slice(&message),
+            }
             next = match out.len() < MESSAGE_BATCH {
                 true => subs.member.rx.try_recv().ok(),
                 false => None,
@@ -296,7 +309,7 @@ impl Session {
         let subs = self.subs.get_or_insert_with(|| {
             Subscription::new(self.fe.hub.join(self.fe.settings.pubsub_output))
         });
-        let change = subs.apply(cmd, &req.args()[1..]);
+        let change = subs.apply(cmd, &req.args()[1..], self.client.proto);
         let (hub, id) = (subs.member.hub().clone(), subs.member.id());
         if !change.removed.is_empty() {
             hub.unsubscribe(id, change.kind, &change.removed);
@@ -441,7 +454,9 @@ impl Session {
                 return;
             }
         }
-        let subscribed = self.subs.as_ref().is_some_and(Subscription::active);
+        // RESP3 has no subscribed mode: pushes come beside replies, and any command may be sent.
+        let subscribed = self.subs.as_ref().is_some_and(Subscription::active)
+            && self.client.proto == Proto::Resp2;
         if subscribed && !allowed_subscribed(plan.action) {
             self.ready(subscription::not_allowed(req.name()));
             return;
@@ -449,6 +464,15 @@ impl Session {
         match plan.action {
             Action::Local(LocalCommand::Ping) if subscribed => {
                 self.ready(subscription::pong(req.args().get(1)));
+            }
+            Action::Local(LocalCommand::Hello | LocalCommand::Reset)
+                if !self.inflight.is_empty() =>
+            {
+                // They may switch the protocol, and so the backend connections the client's
+                // later requests take; those must not overtake the earlier ones on the old
+                // connections. So they wait, and everything after them, until all is answered.
+                self.parked.push_front(req);
+                self.barrier = true;
             }
             Action::PubSub(cmd) => self.pubsub(cmd, req),
             Action::PubSubQuery(query) => {
@@ -463,7 +487,12 @@ impl Session {
                     self.txn = None;
                     self.subs = None;
                 }
-                match local::answer(cmd, req.args(), &mut self.client) {
+                let proto = self.client.proto;
+                let answered = local::answer(cmd, req.args(), &mut self.client);
+                if self.client.proto != proto {
+                    self.inflight.set_lane(self.lane());
+                }
+                match answered {
                     (reply, After::Continue) => self.ready(reply),
                     (reply, After::Close) => {
                         self.ready(reply);
@@ -479,13 +508,13 @@ impl Session {
                 self.ready(Reply::error_line(&kind.rejection(&req).to_string()));
             }
             _ => {
-                let affinity = self.affinity;
+                let lane = self.lane();
                 let budget = self.inflight.budget();
                 // A lone request holds at most its own reply, written as soon as it comes;
                 // only replies that can pile up behind others are counted as they arrive. That
                 // keeps the accounting off the unpipelined request path.
                 let counted = (!self.inflight.is_empty()).then_some(budget);
-                if let Some(started) = self.fe.router.start(&req, plan, affinity, counted) {
+                if let Some(started) = self.fe.router.start(&req, plan, lane, counted) {
                     self.inflight.fast(req, started);
                     return;
                 }
@@ -497,9 +526,17 @@ impl Session {
                 let turn = self.inflight.next_turn();
                 let budget = Some(budget.clone());
                 self.inflight.task(Box::pin(async move {
-                    router.execute(&req, plan, affinity, turn, budget).await
+                    router.execute(&req, plan, lane, turn, budget).await
                 }));
             }
+        }
+    }
+
+    /// The shared connections this client's requests take.
+    fn lane(&self) -> Lane {
+        Lane {
+            affinity: self.affinity,
+            proto: self.client.proto,
         }
     }
 
@@ -507,6 +544,7 @@ impl Session {
     fn transaction(&mut self, cmd: TxnCommand, req: Request) {
         let router = self.fe.router.clone();
         let turn = self.inflight.next_turn();
+        let proto = self.client.proto;
         match cmd {
             TxnCommand::Multi => {
                 let reply = self.txn.get_or_insert_with(Transaction::default).multi();
@@ -518,7 +556,7 @@ impl Session {
                     Ok(exec) => {
                         self.inflight.task(Box::pin(async move {
                             router
-                                .exec(exec.slot, exec.queued, &exec.reserved, turn)
+                                .exec(exec.slot, exec.queued, &exec.reserved, proto, turn)
                                 .await
                         }));
                         self.barrier = true;
@@ -544,7 +582,7 @@ impl Session {
                     Ok(slot) => {
                         let reserved = txn.reserved.clone();
                         self.inflight.task(Box::pin(async move {
-                            router.watch(slot, &req, &reserved, turn).await
+                            router.watch(slot, &req, &reserved, proto, turn).await
                         }));
                         self.barrier = true;
                     }
@@ -563,24 +601,28 @@ impl Session {
         let sections = Sections::parse(req.args());
         let fe = self.fe.clone();
         let stats = fe.stats();
-        let affinity = self.affinity;
+        let lane = self.lane();
         self.inflight.task(Box::pin(async move {
             let keyspace = match sections.needs_keyspace() {
-                true => Some(keyspace(&fe.router, fe.settings.limits, affinity).await),
+                true => Some(keyspace(&fe.router, fe.settings.limits, lane).await),
                 false => None,
             };
-            Reply::bulk(info::render(&sections, &stats, keyspace.as_ref()).as_bytes())
+            let text = info::render(&sections, &stats, keyspace.as_ref());
+            Reply::text(lane.proto, text.as_bytes())
         }));
     }
 }
 
-/// Sums `INFO keyspace` over the masters; a master that fails to answer is left out.
-async fn keyspace(router: &Router, limits: crate::protocol::Limits, affinity: usize) -> Keyspace {
+/// Sums `INFO keyspace` over the masters; a master that fails to answer is left out. Asked on
+/// the client's own lane, so it counts the client's earlier writes.
+async fn keyspace(router: &Router, limits: crate::protocol::Limits, lane: Lane) -> Keyspace {
     let mut ks = Keyspace::default();
     let cmd = Router::command(&[b"INFO", b"keyspace"]);
-    for reply in router.fan_out(cmd, affinity).await.into_iter().flatten() {
-        if let Ok(Frame::Bulk(text)) = reply.parse(&limits) {
-            ks.add(&text);
+    for reply in router.fan_out(cmd, lane).await.into_iter().flatten() {
+        match reply.parse(&limits) {
+            Ok(Frame::Bulk(text)) => ks.add(&text),
+            Ok(Frame::Verbatim(text)) => ks.add(text.strip_prefix(b"txt:").unwrap_or(&text)),
+            _ => {}
         }
     }
     ks

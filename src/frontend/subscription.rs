@@ -1,5 +1,5 @@
-//! One client's subscriptions, and the replies Redis gives to its (P)(UN)SUBSCRIBE commands in
-//! RESP2: one `[kind, name, count]` array per name, `count` being the channels and patterns the
+//! One client's subscriptions, and the replies Redis gives to its (P)(UN)SUBSCRIBE commands:
+//! one `[kind, name, count]` array (a push in RESP3) per name, `count` being the channels and patterns the
 //! client is subscribed to after it. The messages themselves come from the worker's hub.
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::hub::{Kind, Member};
 use crate::command::PubSubCommand;
-use crate::protocol::Reply;
+use crate::protocol::{Proto, Reply};
 
 pub(super) struct Subscription {
     pub member: Member,
@@ -49,8 +49,8 @@ impl Subscription {
         }
     }
 
-    /// Applies the command with arguments `names` (after the command name).
-    pub fn apply(&mut self, cmd: PubSubCommand, names: &[Bytes]) -> Change {
+    /// Applies the command with arguments `names` (after the command name), answered in `proto`.
+    pub fn apply(&mut self, cmd: PubSubCommand, names: &[Bytes], proto: Proto) -> Change {
         let (kind, on, word): (Kind, bool, &[u8]) = match cmd {
             PubSubCommand::Subscribe => (Kind::Channel, true, b"subscribe"),
             PubSubCommand::Unsubscribe => (Kind::Channel, false, b"unsubscribe"),
@@ -82,16 +82,16 @@ impl Subscription {
                 Reply::bulk(name),
                 Reply::integer_reply(self.count(kind)),
             ];
-            out.extend_from_slice(Reply::array(&element).bytes());
+            out.extend_from_slice(Reply::push(proto, &element).bytes());
         }
         if names.is_empty() {
             // Redis' answer to an UNSUBSCRIBE with nothing subscribed.
             let element = [
                 Reply::bulk(word),
-                Reply::null_bulk(),
+                Reply::null(proto),
                 Reply::integer_reply(0),
             ];
-            out.extend_from_slice(Reply::array(&element).bytes());
+            out.extend_from_slice(Reply::push(proto, &element).bytes());
         }
         Change {
             kind,

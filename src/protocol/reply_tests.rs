@@ -187,7 +187,11 @@ fn helpers_speak_the_clients_protocol() {
     assert_eq!(&Reply::push(Resp3, &pair).0[..], b">2\r\n$1\r\nk\r\n:1\r\n");
     assert_eq!(&Reply::text(Resp2, b"a\nb").0[..], b"$3\r\na\nb\r\n");
     assert_eq!(&Reply::text(Resp3, b"a\nb").0[..], b"=7\r\ntxt:a\nb\r\n");
-    for reply in [Reply::map(Resp3, &pair), Reply::text(Resp3, b"x"), Reply::null(Resp3)] {
+    for reply in [
+        Reply::map(Resp3, &pair),
+        Reply::text(Resp3, b"x"),
+        Reply::null(Resp3),
+    ] {
         assert!(reply.parse(&Limits::default()).is_ok(), "{reply:?}");
     }
 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use super::redirect;
 use super::router::{Router, Via};
 use super::split;
-use crate::backend::{BackendError, Node, PendingReply};
+use crate::backend::{BackendError, Lane, Node, PendingReply};
 use crate::budget::Budget;
 use crate::cluster::Slot;
 use crate::command::{Action, Plan};
@@ -73,7 +73,7 @@ impl Router {
         &self,
         req: &Request,
         plan: Plan,
-        affinity: usize,
+        lane: Lane,
         budget: Option<&Arc<Budget>>,
     ) -> Option<Started> {
         let Action::Keyed(keys) = plan.action else {
@@ -84,7 +84,7 @@ impl Router {
         }
         let slot = split::one_slot(req.args(), keys).ok()??;
         let node = self.table.load().master_for(slot)?.clone();
-        let reply = node.try_send(req.to_resp(), affinity, budget)?;
+        let reply = node.try_send(req.to_resp(), lane, budget)?;
         Some(Started {
             slot,
             replay_safe: plan.traits.replay_safe(),
@@ -100,7 +100,7 @@ impl Router {
         &self,
         req: &Request,
         unsettled: Unsettled,
-        affinity: usize,
+        lane: Lane,
         budget: Option<Arc<Budget>>,
     ) -> Reply {
         let Unsettled {
@@ -115,7 +115,7 @@ impl Router {
                 follow,
                 req.to_resp(),
                 Via::Shared {
-                    affinity,
+                    lane,
                     budget: budget.as_ref(),
                 },
                 Some((node, outcome)),

@@ -14,13 +14,13 @@ use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
-use crate::backend::{BackendError, Node, Pool, Purpose};
+use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
 use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
-use crate::protocol::{encode_command, Reply, Request};
+use crate::protocol::{encode_command, Proto, Reply, Request};
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
@@ -83,24 +83,24 @@ impl Router {
         self.table.load().topology.clone()
     }
 
-    /// Runs a request whose action needs the cluster. `affinity` keeps one client on one
-    /// connection per node, so its commands to that node keep their order. Local and refused
-    /// requests are the session's to answer.
+    /// Runs a request whose action needs the cluster. `lane` keeps one client on one connection
+    /// per node, so its commands to that node keep their order, in the client's protocol. Local
+    /// and refused requests are the session's to answer.
     /// `turn` says when a request may be sent a second time, after a redirection or a hold.
     /// Replies count against the client's `budget` until they are merged or handed back.
     pub async fn execute(
         &self,
         req: &Request,
         plan: Plan,
-        affinity: usize,
+        lane: Lane,
         turn: Turn,
         budget: Option<Arc<Budget>>,
     ) -> Reply {
         if plan.traits.blocking() {
-            return self.blocking(req, plan, turn).await;
+            return self.blocking(req, plan, lane.proto, turn).await;
         }
         let how = Delivery {
-            affinity,
+            lane,
             replay_safe: plan.traits.replay_safe(),
             turn: &turn,
             budget: budget.as_ref(),
@@ -109,7 +109,7 @@ impl Router {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
-            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), affinity).await,
+            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), lane).await,
             Action::Local(_)
             | Action::Transaction(_)
             | Action::PubSub(_)
@@ -171,14 +171,14 @@ impl Router {
                 self.trigger.request();
                 return Err(RouteError::NoMasters);
             }
-            masters[how.affinity % masters.len()].clone()
+            masters[how.lane.affinity % masters.len()].clone()
         };
-        Ok(node.send(bytes, 0, how.affinity, how.budget).await?)
+        Ok(node.send(bytes, 0, how.lane, how.budget).await?)
     }
 
     /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
-    async fn sum_all(&self, bytes: Bytes, affinity: usize) -> Result<Reply, RouteError> {
-        match sum_integers(self.fan_out(bytes, affinity).await) {
+    async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
+        match sum_integers(self.fan_out(bytes, lane).await) {
             Ok(sum) => Ok(Reply::integer_reply(sum)),
             Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
             Err((_, PartFailure::Reply(_))) => {
@@ -189,7 +189,7 @@ impl Router {
     }
 
     /// Sends the same command to every serving master and returns their replies.
-    pub async fn fan_out(&self, bytes: Bytes, affinity: usize) -> Vec<PartResult> {
+    pub async fn fan_out(&self, bytes: Bytes, lane: Lane) -> Vec<PartResult> {
         // Keep this snapshot alive across the awaits below, rather than a guard.
         let table = self.table.load_full();
         let masters = table.serving_masters();
@@ -198,7 +198,7 @@ impl Router {
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
-            n.send(bytes.clone(), 0, affinity, None)
+            n.send(bytes.clone(), 0, lane, None)
                 .await
                 .map_err(RouteError::from)
         }))
@@ -215,7 +215,11 @@ impl Router {
         };
         join_all(nodes.iter().map(|addr| {
             let (node, bytes) = (self.pool.node(addr), bytes.clone());
-            async move { node.send(bytes, 0, 0, None).await.map_err(RouteError::from) }
+            async move {
+                node.send(bytes, 0, Lane::INTERNAL, None)
+                    .await
+                    .map_err(RouteError::from)
+            }
         }))
         .await
     }
@@ -234,7 +238,7 @@ impl Router {
     ) -> Result<Reply, RouteError> {
         let follow = self.follow_for(slot, how.replay_safe);
         let via = Via::Shared {
-            affinity: how.affinity,
+            lane: how.lane,
             budget: how.budget,
         };
         self.follow(follow, bytes, via, None, how.turn).await
@@ -316,10 +320,10 @@ impl Router {
             }
         };
         match via {
-            Via::Shared { affinity, budget } => node.send(bytes, skip, affinity, budget).await,
-            Via::Blocking => {
+            Via::Shared { lane, budget } => node.send(bytes, skip, lane, budget).await,
+            Via::Blocking(proto) => {
                 let dedicate = self.pool.dedicate();
-                let conn = dedicate.open(node.addr(), Purpose::Blocking).await?;
+                let conn = dedicate.open(node.addr(), Purpose::Blocking, proto).await?;
                 conn.send(bytes, skip).await
             }
         }
@@ -330,13 +334,13 @@ impl Router {
     /// the operation timeout, so it never delays another client. Followed like any request: a
     /// redirection, or `UNBLOCKED` when its master turns replica in a failover (nothing was
     /// popped), sends it again to the slot's owner.
-    pub async fn blocking(&self, req: &Request, plan: Plan, turn: Turn) -> Reply {
+    pub async fn blocking(&self, req: &Request, plan: Plan, proto: Proto, turn: Turn) -> Reply {
         turn.wait().await;
         let result = match plan.action {
             Action::Keyed(keys) => match split::one_slot(req.args(), keys) {
                 Ok(Some(slot)) => {
                     let follow = self.follow_for(slot, plan.traits.replay_safe());
-                    self.follow(follow, req.to_resp(), Via::Blocking, None, &turn)
+                    self.follow(follow, req.to_resp(), Via::Blocking(proto), None, &turn)
                         .await
                 }
                 Ok(None) => Err(RouteError::UnexpectedReply(
@@ -447,7 +451,7 @@ impl Router {
 /// How one request is sent, the same for every part of a split one.
 #[derive(Clone, Copy)]
 struct Delivery<'a> {
-    affinity: usize,
+    lane: Lane,
     replay_safe: bool,
     turn: &'a Turn,
     budget: Option<&'a Arc<Budget>>,
@@ -456,13 +460,14 @@ struct Delivery<'a> {
 /// Which connection an attempt goes on.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Via<'a> {
-    /// The shared, pipelined connection `affinity` picks: keeps one client's order per node.
+    /// The shared, pipelined connection `lane` picks: keeps one client's order per node.
     /// Replies count against the client's `budget` while they wait.
     Shared {
-        affinity: usize,
+        lane: Lane,
         budget: Option<&'a Arc<Budget>>,
     },
-    /// A connection of the request's own, for a command that may block; closed after its reply,
-    /// so dropping the request (its client left) cancels the command on the node.
-    Blocking,
+    /// A connection of the request's own, in the client's protocol, for a command that may
+    /// block; closed after its reply, so dropping the request (its client left) cancels the
+    /// command on the node.
+    Blocking(Proto),
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::router::Router;
+use crate::backend::Lane;
 use crate::cluster::Slot;
 use crate::command::CommandTable;
 use crate::fake::{all_slots_at, always, fake_node, redirect, request, router, Answer};
@@ -18,7 +19,9 @@ use crate::protocol::Reply;
 async fn run(router: &Router, words: &[&str]) -> Reply {
     let req = request(words);
     let plan = CommandTable::builtin().classify(&req);
-    router.execute(&req, plan, 0, Turn::now(), None).await
+    router
+        .execute(&req, plan, Lane::default(), Turn::now(), None)
+        .await
 }
 
 #[tokio::test]

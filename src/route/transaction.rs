@@ -15,7 +15,7 @@ use super::router::Router;
 use crate::backend::{BackendError, Dedicated, Purpose};
 use crate::cluster::{NodeAddr, Slot};
 use crate::order::Turn;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Proto, Reply, Request};
 
 /// The client's own connection for its transaction: opened by the first WATCH, or by EXEC, and
 /// shared with the futures that run them. Closing it ends every WATCH on it.
@@ -37,10 +37,17 @@ impl Router {
     /// Sends `WATCH` for keys of `slot` on the client's reserved connection, opening it to the
     /// slot's master first. A MOVED on a fresh connection (the map was stale) opens it again at
     /// the new owner; any other failure loses the transaction.
-    pub async fn watch(&self, slot: Slot, req: &Request, reserved: &Reserved, turn: Turn) -> Reply {
+    pub async fn watch(
+        &self,
+        slot: Slot,
+        req: &Request,
+        reserved: &Reserved,
+        proto: Proto,
+        turn: Turn,
+    ) -> Reply {
         turn.wait().await;
         let mut reservation = reserved.lock().await;
-        let result = self.watch_on(slot, req, &mut reservation).await;
+        let result = self.watch_on(slot, req, &mut reservation, proto).await;
         // A WATCH that did not take, however it failed, makes EXEC fail: a client may pipeline
         // MULTI ... EXEC without looking at WATCH's reply, and must never commit unwatched.
         let lost = match &result {
@@ -68,12 +75,13 @@ impl Router {
         slot: Slot,
         req: &Request,
         reservation: &mut Reservation,
+        proto: Proto,
     ) -> Result<Reply, RouteError> {
         for _ in 0..=self.settings.max_redirects {
             // Only a connection that has watched keys is kept, so a kept one is never fresh.
             let (conn, fresh) = match std::mem::take(reservation) {
                 Reservation::Open(conn) => (conn, false),
-                Reservation::None => (self.open_reserved(Some(slot)).await?, true),
+                Reservation::None => (self.open_reserved(Some(slot), proto).await?, true),
                 Reservation::Lost(e) => {
                     *reservation = Reservation::Lost(e.clone());
                     return Err(e);
@@ -102,18 +110,20 @@ impl Router {
 
     /// Runs MULTI, `queued` and EXEC on the reserved connection (opened now if no WATCH did),
     /// bound to `slot`'s master, or any master for a transaction without keys. The connection is
-    /// closed afterwards: EXEC ends every WATCH anyway.
+    /// closed afterwards: EXEC ends every WATCH anyway. A connection opened here speaks `proto`;
+    /// one a WATCH opened speaks the protocol the client had then.
     pub async fn exec(
         &self,
         slot: Option<Slot>,
         queued: Vec<Request>,
         reserved: &Reserved,
+        proto: Proto,
         turn: Turn,
     ) -> Reply {
         turn.wait().await;
         let conn = match std::mem::take(&mut *reserved.lock().await) {
             Reservation::Open(c) => Ok(c),
-            Reservation::None => self.open_reserved(slot).await,
+            Reservation::None => self.open_reserved(slot, proto).await,
             Reservation::Lost(e) => Err(e),
         };
         let result = match conn {
@@ -157,7 +167,11 @@ impl Router {
     }
 
     /// A connection of the client's own to the master of `slot`, or to any master.
-    async fn open_reserved(&self, slot: Option<Slot>) -> Result<Dedicated, RouteError> {
+    async fn open_reserved(
+        &self,
+        slot: Option<Slot>,
+        proto: Proto,
+    ) -> Result<Dedicated, RouteError> {
         let addr: NodeAddr = {
             let table = self.table.load();
             match slot {
@@ -171,6 +185,10 @@ impl Router {
                 },
             }
         };
-        Ok(self.pool.dedicate().open(&addr, Purpose::State).await?)
+        Ok(self
+            .pool
+            .dedicate()
+            .open(&addr, Purpose::State, proto)
+            .await?)
     }
 }

@@ -13,6 +13,7 @@ mod multikey;
 mod pipeline;
 mod pubsub;
 mod raw;
+mod resp3;
 mod shards;
 mod slow;
 mod transactions;
