@@ -39,11 +39,13 @@ impl OutputLimits {
     }
 }
 
-/// Which limit a client broke.
+/// Which limit a client broke, or that another client killed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breach {
     Hard,
     Soft,
+    /// `CLIENT KILL`: no limit, but the same wake-up ends the session.
+    Killed,
 }
 
 impl Breach {
@@ -51,6 +53,7 @@ impl Breach {
         match self {
             Breach::Hard => "hard",
             Breach::Soft => "soft",
+            Breach::Killed => "killed",
         }
     }
 }
@@ -69,6 +72,9 @@ pub struct Budget {
     waiter: AtomicWaker,
     /// A reply was refused for going over the hard limit: the client is to be cut off.
     broken: AtomicBool,
+    /// Another client asked for this one to be disconnected (`CLIENT KILL`). It rides on the
+    /// budget because the session already watches the budget, at no cost per request.
+    killed: AtomicBool,
     /// Replies have passed the wake-up mark since the session last found all well.
     alert: AtomicBool,
     /// Since when the total has been over the soft limit, in nanoseconds after `epoch` plus one;
@@ -85,6 +91,7 @@ impl Budget {
             limits,
             waiter: AtomicWaker::new(),
             broken: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
             alert: AtomicBool::new(false),
             over_soft_since: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -132,6 +139,17 @@ impl Budget {
         self.waiter.wake();
     }
 
+    /// Ends the client's session at its next look, as `CLIENT KILL` does.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.alert.store(true, Ordering::Relaxed);
+        self.waiter.wake();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
     /// The session holds `bytes` of replies it has not written yet.
     pub fn hold(&self, bytes: usize) {
         self.held.store(bytes, Ordering::Relaxed);
@@ -170,6 +188,9 @@ impl Budget {
 
     /// `Ok` with the end of the soft period when over the soft limit.
     fn check(&self) -> Result<Option<Instant>, Breach> {
+        if self.killed.load(Ordering::Relaxed) {
+            return Err(Breach::Killed);
+        }
         let total = self.total();
         if total > self.limits.hard || self.broken.load(Ordering::Relaxed) {
             return Err(Breach::Hard);

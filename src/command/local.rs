@@ -23,6 +23,16 @@ pub enum LocalCommand {
     ClientId,
     /// `CLIENT INFO`: optional for the session; it may answer with its own line.
     ClientInfo,
+    /// `CLIENT LIST [TYPE type | ID id ...]`: slotgate's clients, over every worker.
+    ClientList,
+    /// `CLIENT KILL addr | <filter> <value> ...`: ends slotgate's own clients' sessions.
+    ClientKill,
+    /// `CLIENT NO-EVICT ON|OFF`: slotgate evicts no client for memory; accepted.
+    ClientNoEvict,
+    /// `CLIENT NO-TOUCH ON|OFF` (Redis 7.2): accepted; see the README for what it cannot do.
+    ClientNoTouch,
+    /// `CLIENT REPLY ON|OFF|SKIP`: the session withholds replies.
+    ClientReply,
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
     Hello,
     /// `INFO [section ...]`.

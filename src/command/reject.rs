@@ -28,8 +28,10 @@ pub enum Reason {
     ClusterState,
     /// A cluster has only database 0.
     SingleDatabase,
-    /// Other CLIENT subcommands act on one backend connection (REPLY, TRACKING, KILL, ...).
+    /// Other CLIENT subcommands act on one backend connection (TRACKING, CACHING, UNBLOCK, ...).
     ClientSubcommand,
+    /// CLIENT PAUSE stops one node's clients, and slotgate is one client of many nodes.
+    ClientPause,
     /// A learned command whose key positions depend on its arguments in a way the table does not know.
     MovableKeys,
     /// A learned command without keys that may change server state: no node is the right one.
@@ -52,7 +54,10 @@ impl Reason {
             Reason::ClusterState => "slotgate manages cluster connection state itself",
             Reason::SingleDatabase => "a cluster has only database 0",
             Reason::ClientSubcommand => {
-                "only CLIENT SETNAME, GETNAME, SETINFO, ID and INFO are supported"
+                "supported: CLIENT SETNAME, GETNAME, SETINFO, ID, INFO, LIST, KILL, REPLY, NO-EVICT and NO-TOUCH"
+            }
+            Reason::ClientPause => {
+                "it would pause only one node's clients; pause every node directly, or stop the proxy"
             }
             Reason::MovableKeys => "its key positions depend on its arguments",
             Reason::NoKeys => "it has no keys, so no node is the right one to run it",
@@ -77,6 +82,7 @@ impl Reason {
             Reason::ClusterState => "cluster_state",
             Reason::SingleDatabase => "single_database",
             Reason::ClientSubcommand => "client_subcommand",
+            Reason::ClientPause => "client_pause",
             Reason::MovableKeys => "movable_keys",
             Reason::NoKeys => "no_keys",
         }

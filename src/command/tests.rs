@@ -324,6 +324,11 @@ fn local_any_master_and_fan_out() {
         ),
         (&["CLIENT", "ID"], L::ClientId),
         (&["CLIENT", "INFO"], L::ClientInfo),
+        (&["CLIENT", "LIST", "TYPE", "normal"], L::ClientList),
+        (&["client", "kill", "ID", "7"], L::ClientKill),
+        (&["CLIENT", "REPLY", "OFF"], L::ClientReply),
+        (&["CLIENT", "NO-EVICT", "on"], L::ClientNoEvict),
+        (&["CLIENT", "NO-TOUCH", "off"], L::ClientNoTouch),
         (&["HELLO", "2"], L::Hello),
         (&["INFO", "server"], L::Info),
         (&["RESET"], L::Reset),
@@ -500,14 +505,16 @@ fn rejected_commands_name_themselves() {
         (&["MOVE", "k", "1"], "'MOVE'"),
         (&["MEMORY", "STATS"], "'MEMORY STATS'"),
         (
-            &["client", "kill", "ID", "7"],
-            "'CLIENT KILL' is not supported by slotgate (only CLIENT SETNAME",
+            &["client", "tracking", "on"],
+            "'CLIENT TRACKING' is not supported by slotgate (supported: CLIENT SETNAME",
         ),
-        (&["CLIENT", "REPLY", "OFF"], "'CLIENT REPLY'"),
-        (&["CLIENT", "TRACKING", "ON"], "'CLIENT TRACKING'"),
-        (&["CLIENT", "LIST"], "'CLIENT LIST'"),
-        (&["CLIENT", "NO-EVICT", "ON"], "'CLIENT NO-EVICT'"),
-        (&["CLIENT", "NO-TOUCH", "ON"], "'CLIENT NO-TOUCH'"),
+        (&["CLIENT", "CACHING", "YES"], "'CLIENT CACHING'"),
+        (&["CLIENT", "UNBLOCK", "7"], "'CLIENT UNBLOCK'"),
+        (
+            &["CLIENT", "PAUSE", "10"],
+            "'CLIENT PAUSE' is not supported by slotgate (it would pause only one node's clients",
+        ),
+        (&["CLIENT", "UNPAUSE"], "'CLIENT UNPAUSE'"),
         (&["CLIENT", "whatever"], "'CLIENT WHATEVER'"),
     ];
     for (words, expected) in cases {
@@ -604,7 +611,7 @@ fn builtin_entries_agree_with_redis_70() {
         let Some(redis) = reference.iter().find(|c| c.name == name) else {
             // Newer than 7.0.
             assert!(
-                ["WAITAOF", "CLIENT|SETINFO"].contains(&entry.name),
+                ["WAITAOF", "CLIENT|SETINFO", "CLIENT|NO-TOUCH"].contains(&entry.name),
                 "{} is not a Redis 7.0 command",
                 entry.name
             );
@@ -1069,6 +1076,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::ClusterState,
         Reason::SingleDatabase,
         Reason::ClientSubcommand,
+        Reason::ClientPause,
         Reason::MovableKeys,
         Reason::NoKeys,
     ];

@@ -106,6 +106,16 @@ impl Inflight {
         self.queue.len()
     }
 
+    /// Entries pushed so far: the next one pushed is number `pushed()`, counting from 0.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
+    /// The number of the entry popped last.
+    pub fn last_popped(&self) -> u64 {
+        self.pushed - self.queue.len() as u64 - 1
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -1,5 +1,7 @@
 //! The client side: accept connections, decode requests, answer in order.
 
+mod client_admin;
+mod clients;
 mod hub;
 mod inflight;
 mod info;
@@ -85,6 +87,8 @@ struct Totals {
     next_client_id: AtomicU64,
     /// Every worker's hub, for PUBSUB NUMSUB to count slotgate's subscribers.
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
+    /// Every worker's clients, for CLIENT LIST and CLIENT KILL.
+    clients: Arc<clients::Registry>,
 }
 
 impl Frontend {
@@ -94,10 +98,13 @@ impl Frontend {
             settings.subscriber.clone(),
             metrics.clone(),
         ));
+        let clients = clients::Registry::new();
+        clients.start_clock();
         let totals = Arc::new(Totals {
             started: Instant::now(),
             next_client_id: AtomicU64::new(1),
             hubs: std::sync::Mutex::new(vec![hub.clone()]),
+            clients,
         });
         Frontend {
             hub,

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
+use super::client_admin;
+use super::clients::{Listed, Peer};
 use super::inflight::Inflight;
 use super::info::{self, Keyspace, Sections};
 use super::local::{self, After, ClientState};
@@ -36,22 +38,32 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let affinity = fe.next_affinity.fetch_add(1, Ordering::Relaxed);
     fe.metrics.client_connections.inc();
     fe.metrics.client_connections_total.inc();
+    let peer = Peer {
+        addr: stream.peer_addr().ok(),
+        laddr: stream.local_addr().ok(),
+        fd: i64::from(std::os::fd::AsRawFd::as_raw_fd(&stream)),
+    };
     let (rd, mut wr) = stream.into_split();
     let mut requests =
         FramedRead::with_capacity(rd, RequestCodec::new(fe.settings.limits), 16 * 1024);
+    let output = Arc::new(Budget::new(fe.settings.output));
     let mut session = Session {
         fe: fe.clone(),
         client: ClientState {
             id,
             ..Default::default()
         },
+        listed: fe.totals.clients.enter(id, peer, output.clone()),
+        replies: Replies::On,
+        reply_command: false,
+        silent: VecDeque::new(),
         inflight: Inflight::new(
             fe.router.clone(),
             Lane {
                 affinity,
                 proto: Proto::Resp2,
             },
-            Arc::new(Budget::new(fe.settings.output)),
+            output,
         ),
         affinity,
         reading: true,
@@ -72,6 +84,13 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     tokio::pin!(idle_sleep);
     let budget = session.inflight.budget().clone();
     let pause_at = fe.settings.output.pause_at();
+    // The budget is also how CLIENT KILL ends this session: it wakes the task it last saw, so
+    // it must have seen this one before the first reply is written.
+    std::future::poll_fn(|cx| {
+        let _ = std::future::Future::poll(std::pin::pin!(budget.breached()), cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
     // Ends once the client has nothing more to say and every reply it is owed is written.
     while session.reading || !session.inflight.is_empty() || !session.parked.is_empty() {
         let messages = session.subs.as_ref().map(|s| s.member.budget.clone());
@@ -119,9 +138,14 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                     break;
                 }
             }
-            next = requests.next(), if session.reading
+            next = next_request(&mut requests, &budget), if session.reading
                 && session.inflight.len() + session.parked.len() < max_pipeline
                 && budget.total() < pause_at => {
+                let Some(next) = next else {
+                    // CLIENT KILL, seen while waiting for the client; other branches see it on
+                    // the loop's next turn, through the budget's alert.
+                    break;
+                };
                 if let (Some(Ok(_)), Some(d)) = (&next, idle) {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                 }
@@ -155,6 +179,19 @@ async fn next_message(subs: &mut Option<Subscription>) -> Option<Bytes> {
     }
 }
 
+/// The client's next request, or `None` once another client killed this one: the kill wakes the
+/// session, and only the branches polled then can see it, so the read looks (one load).
+async fn next_request(
+    requests: &mut FramedRead<OwnedReadHalf, RequestCodec>,
+    budget: &Budget,
+) -> Option<Option<Result<Request, ProtocolError>>> {
+    std::future::poll_fn(|cx| match budget.is_killed() {
+        true => std::task::Poll::Ready(None),
+        false => requests.poll_next_unpin(cx).map(Some),
+    })
+    .await
+}
+
 /// When `budget`, if any, is broken.
 async fn breached(budget: Option<&Budget>) -> Breach {
     match budget {
@@ -175,6 +212,26 @@ fn allowed_subscribed(action: Action) -> bool {
     )
 }
 
+/// `CLIENT REPLY`: whether the client gets the replies to its next requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replies {
+    On,
+    Off,
+    /// The next request's reply is withheld, then `On` again.
+    SkipNext,
+}
+
+/// Local commands that change what CLIENT LIST shows of the client.
+fn shown_by_list(cmd: LocalCommand) -> bool {
+    matches!(
+        cmd,
+        LocalCommand::ClientSetName
+            | LocalCommand::ClientSetInfo
+            | LocalCommand::Hello
+            | LocalCommand::Reset
+    )
+}
+
 /// Commands a MULTI runs at once instead of queueing them, as Redis does.
 fn runs_now_in_multi(action: Action) -> bool {
     matches!(
@@ -188,6 +245,15 @@ fn runs_now_in_multi(action: Action) -> bool {
 struct Session {
     fe: Arc<Frontend>,
     client: ClientState,
+    /// The client's line in CLIENT LIST; dropped with the session, unlisting it.
+    listed: Listed,
+    /// Set by CLIENT REPLY.
+    replies: Replies,
+    /// The request being dispatched is a CLIENT REPLY, which decides its own reply's fate.
+    reply_command: bool,
+    /// Numbers of the queued entries whose replies are withheld (CLIENT REPLY OFF or SKIP), in
+    /// order; empty unless the client asked for that.
+    silent: VecDeque<u64>,
     inflight: Inflight,
     reading: bool,
     /// The router's disruption count when the oldest request in flight was dispatched.
@@ -230,6 +296,12 @@ impl Session {
         let mut next = Some(first);
         while let Some(reply) = next {
             self.count(&reply);
+            if !self.silent.is_empty() && self.silent.front() == Some(&self.inflight.last_popped())
+            {
+                self.silent.pop_front();
+                next = self.inflight.next().now_or_never().flatten();
+                continue;
+            }
             let bytes = reply.bytes();
             if bytes.len() < DIRECT_WRITE {
                 out.extend_from_slice(bytes);
@@ -253,7 +325,10 @@ impl Session {
         self.hold(0);
         if self.inflight.is_empty() {
             self.barrier = false;
-            self.blocking = false;
+            if self.blocking {
+                self.blocking = false;
+                self.listed.set_blocked(false);
+            }
             self.dispatch_parked();
         }
         Ok(())
@@ -329,6 +404,7 @@ impl Session {
             // Out of subscribed mode: the hub forgets the client.
             self.subs = None;
         }
+        self.show_client();
     }
 
     /// Tells the budget what the session holds: replies waiting in the queue, and `writing` bytes
@@ -337,8 +413,13 @@ impl Session {
         self.inflight.budget().hold(self.inflight.held() + writing);
     }
 
-    /// Disconnects a client whose unread replies broke a limit, as Redis does.
+    /// Disconnects a client whose unread replies broke a limit, as Redis does, or that another
+    /// client killed.
     fn cut_off(&self, breach: Breach) {
+        if breach == Breach::Killed {
+            tracing::debug!(client = self.client.id, "killed by CLIENT KILL");
+            return;
+        }
         let budget = self.inflight.budget();
         tracing::warn!(
             client = self.client.id,
@@ -379,8 +460,12 @@ impl Session {
             // Checked here, not in the select branch's condition: select! evaluates that once,
             // and a disruption may come while the branch waits for the client.
             Some(Ok(req)) => match self.parked.is_empty() && !self.barrier && self.in_step() {
-                true => self.dispatch(req),
+                true => {
+                    self.listed.touch();
+                    self.dispatch(req)
+                }
                 false => {
+                    self.listed.touch();
                     self.blocking |= self.is_blocking(&req);
                     self.parked.push_back(req);
                 }
@@ -442,7 +527,33 @@ impl Session {
         self.inflight.is_empty() || self.fe.router.disruptions() == self.disruptions
     }
 
+    /// Dispatches `req`, withholding its reply if CLIENT REPLY says so.
     fn dispatch(&mut self, req: Request) {
+        let (seq, replies) = (self.inflight.pushed(), self.replies);
+        self.dispatch_one(req);
+        if replies == Replies::On && !self.reply_command {
+            return;
+        }
+        if self.inflight.pushed() == seq {
+            // Parked again: decided when it is dispatched.
+            return;
+        }
+        let silent = match std::mem::take(&mut self.reply_command) {
+            // CLIENT REPLY ON is answered; OFF and SKIP are not.
+            true => self.replies != Replies::On,
+            false => {
+                if replies == Replies::SkipNext {
+                    self.replies = Replies::On;
+                }
+                true
+            }
+        };
+        if silent {
+            self.silent.push_back(seq);
+        }
+    }
+
+    fn dispatch_one(&mut self, req: Request) {
         if self.inflight.is_empty() {
             self.disruptions = self.fe.router.disruptions();
         }
@@ -450,6 +561,7 @@ impl Session {
         if let Some(txn) = self.txn.as_mut().filter(|t| t.in_multi()) {
             if !runs_now_in_multi(plan.action) {
                 let reply = txn.queue(req, plan);
+                self.listed.set_multi(txn.queued());
                 self.ready(reply);
                 return;
             }
@@ -486,14 +598,23 @@ impl Session {
                 if cmd == LocalCommand::Reset {
                     self.txn = None;
                     self.subs = None;
+                    // As on Redis, RESET ends CLIENT REPLY OFF before it answers; a SKIP still
+                    // takes its reply.
+                    self.reply_command = self.replies == Replies::Off;
+                    self.replies = Replies::On;
+                    self.listed.set_multi(None);
                 }
                 let proto = self.client.proto;
                 let answered = local::answer(cmd, req.args(), &mut self.client);
                 if self.client.proto != proto {
                     self.inflight.set_lane(self.lane());
                 }
+                if shown_by_list(cmd) {
+                    self.show_client();
+                }
                 match answered {
                     (reply, After::Continue) => self.ready(reply),
+                    (_, After::Session) => self.client_command(cmd, &req),
                     (reply, After::Close) => {
                         self.ready(reply);
                         self.reading = false;
@@ -521,6 +642,7 @@ impl Session {
                 if plan.traits.blocking() {
                     self.barrier = true;
                     self.blocking = true;
+                    self.listed.set_blocked(true);
                 }
                 let router = self.fe.router.clone();
                 let turn = self.inflight.next_turn();
@@ -530,6 +652,54 @@ impl Session {
                 }));
             }
         }
+    }
+
+    /// CLIENT INFO, LIST, KILL and REPLY.
+    fn client_command(&mut self, cmd: LocalCommand, req: &Request) {
+        let registry = self.listed.registry().clone();
+        match cmd {
+            LocalCommand::ClientInfo => {
+                let line = registry.line(self.listed.entry());
+                self.ready(Reply::text(self.client.proto, line.as_bytes()));
+            }
+            LocalCommand::ClientList => {
+                let reply = client_admin::list(req.args(), &registry, self.client.proto);
+                self.ready(reply);
+            }
+            LocalCommand::ClientKill => {
+                let killed = client_admin::kill(req.args(), &registry, self.client.id);
+                self.ready(killed.reply);
+                if killed.me {
+                    // As Redis does: the reply goes out, then the connection closes.
+                    self.reading = false;
+                    self.quit = true;
+                }
+            }
+            _ => {
+                let (mode, reply) = match req.args()[2].to_ascii_uppercase().as_slice() {
+                    b"ON" => (Replies::On, Reply::ok()),
+                    b"OFF" => (Replies::Off, Reply::ok()),
+                    b"SKIP" => (Replies::SkipNext, Reply::ok()),
+                    _ => (self.replies, Reply::error_line("ERR syntax error")),
+                };
+                self.reply_command = reply.error().is_none();
+                self.replies = mode;
+                self.ready(reply);
+            }
+        }
+    }
+
+    /// Copies what CLIENT LIST shows of the client into its line.
+    fn show_client(&self) {
+        let c = &self.client;
+        let (sub, psub, ssub) = self.subs.as_ref().map_or((0, 0, 0), Subscription::counts);
+        self.listed.show(|s| {
+            s.name.clone_from(&c.name);
+            s.lib_name.clone_from(&c.lib_name);
+            s.lib_ver.clone_from(&c.lib_ver);
+            s.proto = c.proto;
+            (s.sub, s.psub, s.ssub) = (sub, psub, ssub);
+        });
     }
 
     /// The shared connections this client's requests take.
@@ -542,12 +712,19 @@ impl Session {
 
     /// MULTI, EXEC, DISCARD, WATCH and UNWATCH outside a MULTI's queue.
     fn transaction(&mut self, cmd: TxnCommand, req: Request) {
+        self.transaction_step(cmd, req);
+        let queued = self.txn.as_ref().and_then(Transaction::queued);
+        self.listed.set_multi(queued);
+    }
+
+    fn transaction_step(&mut self, cmd: TxnCommand, req: Request) {
         let router = self.fe.router.clone();
         let turn = self.inflight.next_turn();
         let proto = self.client.proto;
         match cmd {
             TxnCommand::Multi => {
                 let reply = self.txn.get_or_insert_with(Transaction::default).multi();
+                self.listed.set_multi(Some(0));
                 self.ready(reply);
             }
             TxnCommand::Exec => match self.txn.take() {

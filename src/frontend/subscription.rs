@@ -41,6 +41,11 @@ impl Subscription {
         !self.channels.is_empty() || !self.patterns.is_empty() || !self.shards.is_empty()
     }
 
+    /// Channels, patterns and shard channels, as `CLIENT LIST` shows them.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.channels.len(), self.patterns.len(), self.shards.len())
+    }
+
     /// The count Redis puts in a reply: shard channels are counted apart.
     fn count(&self, kind: Kind) -> i64 {
         match kind {

@@ -39,6 +39,11 @@ impl Transaction {
         self.queued.is_some()
     }
 
+    /// Commands queued so far, inside a MULTI.
+    pub fn queued(&self) -> Option<usize> {
+        self.queued.as_ref().map(Vec::len)
+    }
+
     /// `MULTI`: keeps what WATCH bound.
     pub fn multi(&mut self) -> Reply {
         if self.in_multi() {

@@ -49,6 +49,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "cluster_state",
     "single_database",
     "client_subcommand",
+    "client_pause",
     "movable_keys",
     "no_keys",
 ];

@@ -6,6 +6,7 @@
 mod common;
 
 mod blocking;
+mod clients;
 mod families;
 mod local;
 mod migration;
