@@ -16,6 +16,7 @@ mod raw;
 mod shards;
 mod slow;
 mod transactions;
+mod wait;
 
 use std::sync::OnceLock;
 
