@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::conn::{Conn, Pending};
+use super::conn::{Conn, Failure, Pending};
 use super::error::BackendError;
 use super::health::Health;
 use super::node::outcome;
@@ -70,6 +70,18 @@ impl Dedicated {
     /// Sends every command in `commands` at once, in order, and returns each one's reply: what a
     /// transaction needs to see whether every queued command was accepted.
     pub async fn send_all(&self, commands: Vec<Bytes>) -> Vec<Result<Reply, BackendError>> {
+        let mut replies = self.send_each(commands).await;
+        let mut all = Vec::with_capacity(replies.len());
+        while let Some(reply) = replies.next().await {
+            all.push(reply);
+        }
+        all
+    }
+
+    /// Sends every command in `commands` at once, in order, and hands their replies back one by
+    /// one: a caller can stop at a reply that tells it enough (a refused first command) without
+    /// waiting for the others, which may block.
+    pub async fn send_each(&self, commands: Vec<Bytes>) -> Replies<'_> {
         let mut answers = Vec::with_capacity(commands.len());
         for bytes in commands {
             let (tx, rx) = oneshot::channel();
@@ -82,16 +94,38 @@ impl Dedicated {
             let queued = self.conn.enqueue(pending).await.is_ok();
             answers.push(queued.then_some(rx));
         }
-        let mut replies = Vec::with_capacity(answers.len());
-        for answer in answers {
-            replies.push(match answer {
-                Some(rx) => outcome(&self.addr, self.op_timeout, None, rx.await),
-                None => Err(BackendError::Unavailable {
-                    addr: self.addr.clone(),
-                }),
-            });
+        Replies {
+            conn: self,
+            answers: answers.into_iter(),
         }
-        replies
+    }
+}
+
+/// The replies to commands sent together by [`Dedicated::send_each`], in order.
+pub struct Replies<'a> {
+    conn: &'a Dedicated,
+    answers: std::vec::IntoIter<Option<oneshot::Receiver<Result<Reply, Failure>>>>,
+}
+
+impl Replies<'_> {
+    /// How many replies are still to come.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.answers.len() == 0
+    }
+
+    /// The next command's reply, `None` after the last.
+    pub async fn next(&mut self) -> Option<Result<Reply, BackendError>> {
+        let conn = self.conn;
+        Some(match self.answers.next()? {
+            Some(rx) => outcome(&conn.addr, conn.op_timeout, None, rx.await),
+            None => Err(BackendError::Unavailable {
+                addr: conn.addr.clone(),
+            }),
+        })
     }
 }
 

@@ -11,7 +11,7 @@ mod pool;
 mod settings;
 
 pub(crate) use conn::open;
-pub use dedicated::{Dedicate, Dedicated, Purpose};
+pub use dedicated::{Dedicate, Dedicated, Purpose, Replies};
 pub use error::BackendError;
 pub use health::Health;
 pub use node::{Lane, Node, PendingReply};

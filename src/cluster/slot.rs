@@ -23,6 +23,12 @@ impl Slot {
         Slot(crc & (SLOT_COUNT as u16 - 1))
     }
 
+    /// The slot of keys with the hash tag `{n}`: slotgate names keys of its own with such
+    /// short tags to reach a chosen master (see [`TAGS_COVER_ALL`]).
+    pub fn of_tag(n: u32) -> Slot {
+        Slot::for_key(n.to_string().as_bytes())
+    }
+
     pub fn get(self) -> u16 {
         self.0
     }
@@ -37,6 +43,10 @@ impl std::fmt::Display for Slot {
         self.0.fmt(f)
     }
 }
+
+/// The tags `{0}` to `{TAGS_COVER_ALL - 1}` between them fall in every slot (a test checks it),
+/// so a search among them for a tag of a given slot, or of a given master, always ends.
+pub const TAGS_COVER_ALL: u32 = 109_758;
 
 /// The part of a key that decides its slot, following Redis' rule exactly: the bytes between the
 /// first `{` and the first `}` after it, unless that span is empty or unclosed, in which case the
@@ -91,6 +101,23 @@ mod tests {
         assert_eq!(Slot::new(16383).map(Slot::get), Some(16383));
         assert_eq!(Slot::new(16384), None);
         assert_eq!(Slot::new(u16::MAX), None);
+    }
+
+    #[test]
+    fn short_tags_reach_every_slot() {
+        let mut reached = vec![false; SLOT_COUNT];
+        for n in 0..TAGS_COVER_ALL {
+            reached[Slot::of_tag(n).index()] = true;
+        }
+        assert!(
+            reached.iter().all(|&r| r),
+            "a slot has no tag below the bound"
+        );
+        // The tag decides, whatever surrounds it.
+        for n in [0, 7, 4242, TAGS_COVER_ALL - 1] {
+            let key = format!("slotgate:wait:{{{n}}}");
+            assert_eq!(Slot::for_key(key.as_bytes()), Slot::of_tag(n), "{key}");
+        }
     }
 
     #[test]

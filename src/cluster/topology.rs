@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::slot::{Slot, SLOT_COUNT};
+use super::slot::{Slot, SLOT_COUNT, TAGS_COVER_ALL};
 
 /// A node's address as the cluster announces it, `host:port`. Shared, because every shard, backend
 /// and metric label refers to the same few strings.
@@ -120,6 +120,27 @@ impl Topology {
             .iter()
             .enumerate()
             .filter(move |(i, _)| used[*i])
+    }
+
+    /// For every master that serves a slot, the first tag `{n}` whose keys it serves: a way to
+    /// reach each master through a key of slotgate's own. A few tries for masters of many slots,
+    /// never more than [`TAGS_COVER_ALL`]; in the order of [`Topology::serving_shards`].
+    pub fn tag_per_master(&self) -> Vec<(NodeAddr, u32)> {
+        let mut tags: Vec<Option<u32>> = vec![None; self.shards.len()];
+        let mut missing = self.serving_shards().count();
+        let mut n = 0;
+        while missing > 0 && n < TAGS_COVER_ALL {
+            if let Some(i) = self.shard_of(Slot::of_tag(n)) {
+                if tags[i].is_none() {
+                    tags[i] = Some(n);
+                    missing -= 1;
+                }
+            }
+            n += 1;
+        }
+        self.serving_shards()
+            .filter_map(|(i, s)| tags[i].map(|n| (s.master.clone(), n)))
+            .collect()
     }
 
     pub fn covered_slots(&self) -> usize {
@@ -322,6 +343,26 @@ mod tests {
             })
         );
         assert!(Topology::from_ranges([(10, 5, shard("a:1"))]).is_err());
+    }
+
+    #[test]
+    fn every_serving_master_gets_a_tag_of_its_own_slots() {
+        let tiny = Slot::new(9000).unwrap();
+        let t = Topology::from_ranges([(0, 8191, shard("a:1")), (8192, 16383, shard("b:1"))])
+            .unwrap()
+            .with_slot_moved(tiny, &"c:1".into())
+            .with_slot_moved(Slot::new(1).unwrap(), &"b:1".into());
+        let tags = t.tag_per_master();
+        let masters: Vec<&str> = tags.iter().map(|(m, _)| &**m).collect();
+        assert_eq!(masters, ["a:1", "b:1", "c:1"]);
+        for (master, n) in &tags {
+            let key = format!("slotgate:wait:{{{n}}}");
+            let slot = Slot::for_key(key.as_bytes());
+            assert_eq!(t.master_of(slot), Some(master), "{key} in slot {slot}");
+        }
+        // A master of one slot is found too: its tag hashes to exactly that slot.
+        assert_eq!(Slot::of_tag(tags[2].1), tiny);
+        assert!(Topology::empty().tag_per_master().is_empty());
     }
 
     #[test]

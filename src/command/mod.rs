@@ -115,6 +115,10 @@ pub enum Action {
     Transaction(TxnCommand),
     PubSub(PubSubCommand),
     PubSubQuery(PubSubQuery),
+    /// `WAIT numreplicas timeout`, its arguments checked: a client's writes went to any master
+    /// over shared connections, so every serving master is asked how many of its replicas have
+    /// everything written so far, and the client gets the smallest count.
+    Wait,
     /// Refuse without asking a backend; the connection stays usable.
     /// [`RejectKind::rejection`] gives the error line.
     Reject(RejectKind),
@@ -184,10 +188,29 @@ impl CommandTable {
             Handling::Transaction(command) => Action::Transaction(command),
             Handling::PubSub(command) => Action::PubSub(command),
             Handling::PubSubQuery(query) => Action::PubSubQuery(query),
+            Handling::Wait => {
+                wait_arguments(args)?;
+                Action::Wait
+            }
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),
         };
         Ok((action, spec))
+    }
+}
+
+/// Checks `WAIT numreplicas timeout` as Redis does, in its order and with its words, before
+/// slotgate opens a connection to every master for it.
+fn wait_arguments(args: &[Bytes]) -> Result<(), RejectKind> {
+    let bad = |e| Err(RejectKind::BadArguments(e));
+    let int = |i: usize| args.get(i).and_then(|a| keys::parse_i64(a));
+    if int(1).is_none() {
+        return bad(ArgError::NotAnInteger);
+    }
+    match int(2) {
+        None => bad(ArgError::TimeoutNotAnInteger),
+        Some(t) if t < 0 => bad(ArgError::NegativeTimeout),
+        Some(_) => Ok(()),
     }
 }

@@ -89,9 +89,9 @@ impl Reason {
     }
 }
 
-/// Argument errors found while looking for keys. Redis would answer these itself, but only after
-/// the request reached some node: with no valid keys there is no right node, so slotgate answers
-/// with the node's exact words instead.
+/// Argument errors found while looking for keys, or in the arguments slotgate must understand
+/// (WAIT's). Redis would answer these itself, but only after the request reached some node: with
+/// no valid keys there is no right node, so slotgate answers with the node's exact words instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArgError {
     /// "ERR value is not an integer or out of range"
@@ -114,6 +114,10 @@ pub enum ArgError {
     GroupOutsideXreadgroup,
     /// "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead."
     NoackOutsideXreadgroup,
+    /// "ERR timeout is not an integer or out of range" (WAIT)
+    TimeoutNotAnInteger,
+    /// "ERR timeout is negative" (WAIT)
+    NegativeTimeout,
 }
 
 /// What [`classify`](super::CommandTable::classify) decided to refuse. `Copy` and small; turn it into
@@ -226,6 +230,8 @@ fn arg_error_text(error: ArgError) -> &'static str {
         ArgError::NoackOutsideXreadgroup => {
             "The NOACK option is only supported by XREADGROUP. You called XREAD instead."
         }
+        ArgError::TimeoutNotAnInteger => "timeout is not an integer or out of range",
+        ArgError::NegativeTimeout => "timeout is negative",
     }
 }
 

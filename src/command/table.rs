@@ -24,6 +24,8 @@ pub(crate) enum Handling {
     Transaction(TxnCommand),
     PubSub(PubSubCommand),
     PubSubQuery(PubSubQuery),
+    /// `WAIT numreplicas timeout`, asked of every serving master.
+    Wait,
     Reject(Reason),
     /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
     /// and handling; `unmatched` says what a subcommand without an entry gets.
@@ -487,7 +489,8 @@ static BUILTIN: &[Entry] = &[
     key("TTL", 2).ro(),
     key("TYPE", 2).ro(),
     split("UNLINK", -2, SplitKind::SumKeys),
-    no("WAIT", 3, Blocking),
+    // Blocks its client, though Redis 7.0 does not flag it `blocking`.
+    entry("WAIT", 3, Handling::Wait).blocking(),
     // --- bitmaps
     key("BITCOUNT", -2).ro(),
     key("BITFIELD", -2),

@@ -460,10 +460,9 @@ fn unknown_commands_use_redis_text() {
 fn rejected_commands_name_themselves() {
     let cases: &[(&[&str], &str)] = &[
         (
-            &["WAIT", "1", "0"],
-            "'WAIT' is not supported by slotgate (blocking",
+            &["WAITAOF", "1", "0", "0"],
+            "'WAITAOF' is not supported by slotgate (blocking",
         ),
-        (&["WAITAOF", "1", "0", "0"], "'WAITAOF'"),
         (&["MONITOR"], "'MONITOR'"),
         (
             &["KEYS", "*"],
@@ -636,8 +635,9 @@ fn builtin_entries_agree_with_redis_70() {
             );
             assert!(!movable, "{name} has movable keys");
         }
+        // WAIT blocks its client, though Redis 7.0 does not flag it.
         assert_eq!(
-            redis.flags.contains(&"blocking"),
+            redis.flags.contains(&"blocking") || entry.name == "WAIT",
             entry.spec.traits.blocks != Blocks::Never,
             "blocking trait of {name}"
         );
@@ -1034,6 +1034,32 @@ fn blocking_commands_route_by_key_and_say_they_block() {
     }
     assert!(!traits(&["XREAD", "STREAMS", "s", "0"]).blocking());
     assert!(!traits(&["LPOP", "a"]).blocking());
+}
+
+#[test]
+fn wait_blocks_its_client_and_its_arguments_get_redis_errors() {
+    for words in [
+        &["WAIT", "1", "0"][..],
+        &["wait", "0", "100"],
+        &["WAIT", "-1", "9223372036854775807"],
+    ] {
+        assert_eq!(classify(words), Action::Wait, "{words:?}");
+        assert!(traits(words).blocking(), "{words:?}");
+    }
+    // Redis checks numreplicas first, then the timeout (redis-server 7.0.15's words).
+    let not_an_integer = "ERR value is not an integer or out of range";
+    assert_eq!(error(&["WAIT", "x", "0"]), not_an_integer);
+    assert_eq!(error(&["WAIT", "x", "y"]), not_an_integer);
+    assert_eq!(error(&["WAIT", "9223372036854775808", "0"]), not_an_integer);
+    let bad_timeout = "ERR timeout is not an integer or out of range";
+    assert_eq!(error(&["WAIT", "0", "x"]), bad_timeout);
+    assert_eq!(error(&["WAIT", "0", "1.5"]), bad_timeout);
+    assert_eq!(error(&["WAIT", "0", "9223372036854775808"]), bad_timeout);
+    assert_eq!(error(&["WAIT", "0", "-1"]), "ERR timeout is negative");
+    assert_eq!(
+        error(&["WAIT", "0"]),
+        "ERR wrong number of arguments for 'wait' command"
+    );
 }
 
 #[test]

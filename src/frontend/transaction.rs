@@ -127,6 +127,12 @@ impl Transaction {
             Action::PubSub(_) => Err(Reply::error_line(
                 "ERR slotgate: subscribing inside a transaction is not supported",
             )),
+            // Redis answers a queued WAIT at once with the replicas that have the client's
+            // writes; the transaction's one connection, to one master, has seen none of them.
+            Action::Wait => Err(Reply::error_line(
+                "ERR slotgate: WAIT inside a transaction is not supported (it counts the replicas \
+                 of every master, and a transaction runs on one)",
+            )),
             // Run by the node the transaction is bound to, as on Redis Cluster.
             Action::AnyMaster
             | Action::FanOut(_)
@@ -204,6 +210,21 @@ mod tests {
         assert_eq!(
             reply,
             Reply::error_line("ERR wrong number of arguments for 'get' command")
+        );
+        assert!(t.exec().is_err());
+    }
+
+    #[test]
+    fn wait_is_refused_inside_multi_and_aborts_exec() {
+        let mut t = Transaction::default();
+        t.multi();
+        assert_eq!(queue(&mut t, &["SET", "a", "1"]), Reply::simple("QUEUED"));
+        let refused = queue(&mut t, &["WAIT", "1", "0"]);
+        let line = refused.error().map(String::from_utf8_lossy);
+        assert!(
+            line.as_deref()
+                .is_some_and(|l| l.starts_with("ERR slotgate: WAIT inside a transaction")),
+            "{refused:?}"
         );
         assert!(t.exec().is_err());
     }

@@ -41,6 +41,10 @@ pub enum RouteError {
     /// A transaction's slot is being migrated: its keys may be on either node, so nothing ran.
     #[error("EXECABORT Transaction discarded because slot {slot} is being migrated; nothing ran")]
     TransactionMigrating { slot: Slot },
+    /// A master refused WAIT, or slotgate's marking write sent with it (its slot map was stale,
+    /// it is out of memory, ...): a count without that master would promise more than is known.
+    #[error("ERR slotgate: WAIT could not count the replicas of {addr}: {why}")]
+    WaitRefused { addr: NodeAddr, why: String },
 }
 
 impl RouteError {
@@ -65,6 +69,7 @@ impl RouteError {
                 "transaction_moved"
             }
             RouteError::WatchRefused { .. } => "watch_refused",
+            RouteError::WaitRefused { .. } => "wait_refused",
         }
     }
 }
@@ -102,6 +107,10 @@ mod tests {
             RouteError::TransactionMoved { slot, addr: addr() },
             RouteError::TransactionMigrating { slot },
             RouteError::WatchRefused { why: String::new() },
+            RouteError::WaitRefused {
+                addr: addr(),
+                why: String::new(),
+            },
         ];
         for e in &all {
             assert!(ERROR_KINDS.contains(&e.kind()), "{e:?}");

@@ -14,6 +14,7 @@ mod routers;
 pub mod split;
 mod table;
 mod transaction;
+mod wait;
 
 pub use error::RouteError;
 pub use fast::{Started, Unsettled};

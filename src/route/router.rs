@@ -39,7 +39,7 @@ pub struct Router {
     pub(super) table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
     pub(super) pool: Pool,
-    trigger: RefreshTrigger,
+    pub(super) trigger: RefreshTrigger,
     pub(super) settings: RouteSettings,
     metrics: Arc<Metrics>,
     disruptions: Arc<Disruptions>,
@@ -115,6 +115,8 @@ impl Router {
             | Action::PubSub(_)
             | Action::PubSubQuery(_)
             | Action::Reject(_) => Err(RouteError::UnexpectedReply("a request for the session")),
+            // Blocks its client: handled by `blocking` above.
+            Action::Wait => Err(RouteError::UnexpectedReply("WAIT without its barrier")),
         };
         self.answer(result)
     }
@@ -333,10 +335,12 @@ impl Router {
     /// earlier request of the client is answered, and on a connection of its own, exempt from
     /// the operation timeout, so it never delays another client. Followed like any request: a
     /// redirection, or `UNBLOCKED` when its master turns replica in a failover (nothing was
-    /// popped), sends it again to the slot's owner.
+    /// popped), sends it again to the slot's owner. WAIT, too, runs once everything before it
+    /// is answered: the writes it waits for are those.
     pub async fn blocking(&self, req: &Request, plan: Plan, proto: Proto, turn: Turn) -> Reply {
         turn.wait().await;
         let result = match plan.action {
+            Action::Wait => self.wait(req).await,
             Action::Keyed(keys) => match split::one_slot(req.args(), keys) {
                 Ok(Some(slot)) => {
                     let follow = self.follow_for(slot, plan.traits.replay_safe());

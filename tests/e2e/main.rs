@@ -18,6 +18,7 @@ mod resp3;
 mod shards;
 mod slow;
 mod transactions;
+mod wait;
 
 use std::sync::OnceLock;
 
