@@ -109,6 +109,7 @@ fn routers(
     let route = RouteSettings {
         max_redirects: config.topology.max_redirects,
         hold_timeout: b.hold_timeout(),
+        read_from: b.read_from,
     };
     let dedicate = Arc::new(Dedicate::new(
         b.max_dedicated_per_node,
@@ -147,6 +148,7 @@ fn backend_settings(config: &Config) -> Arc<BackendSettings> {
         reconnect_backoff_min: b.reconnect_backoff_min(),
         reconnect_backoff_max: b.reconnect_backoff_max(),
         limits: reply_limits(limits(config)),
+        readonly: b.read_from.uses_replicas(),
     })
 }
 

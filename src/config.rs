@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::OutputLimits;
+use crate::route::ReadFrom;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -233,6 +234,11 @@ pub struct BackendConfig {
     /// every worker: one per client in a WATCH or transaction, or blocked in BLPOP and the like.
     /// Past it such a command gets an error instead of another socket.
     pub max_dedicated_per_node: usize,
+    /// Where read-only commands go: `master`, `prefer_replica` (a healthy replica of the slot's
+    /// shard, else its master) or `replica` (replicas only; a shard without a healthy one
+    /// answers an error). Replicas lag their master, so a client may not read its own last
+    /// write there; transactions and blocking commands always run on the master.
+    pub read_from: ReadFrom,
 }
 
 impl Default for BackendConfig {
@@ -246,6 +252,7 @@ impl Default for BackendConfig {
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2000,
             hold_timeout_ms: 17000,
+            read_from: ReadFrom::Master,
         }
     }
 }
@@ -861,6 +868,15 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
     fn out_of_type_range_names_the_key() {
         let msg = parse_message("topology: {max_redirects: 4294967296}");
         assert!(msg.contains("topology.max_redirects"), "{msg}");
+    }
+
+    #[test]
+    fn read_from_takes_three_words() {
+        let msg = parse_message("backend: {read_from: nearest}");
+        assert!(msg.contains("backend.read_from"), "{msg}");
+        let yaml = "seeds: [\"127.0.0.1:7000\"]\nbackend: {read_from: prefer_replica}";
+        let config = Config::from_yaml_str(yaml).unwrap();
+        assert_eq!(config.backend.read_from, ReadFrom::PreferReplica);
     }
 
     #[test]

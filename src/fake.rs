@@ -73,6 +73,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         reconnect_backoff_min: Duration::from_millis(10),
         reconnect_backoff_max: Duration::from_millis(20),
         limits: Limits::default(),
+        readonly: false,
     });
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
@@ -92,6 +93,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     let route = RouteSettings {
         max_redirects: 5,
         hold_timeout: Duration::from_millis(300),
+        read_from: crate::route::ReadFrom::Master,
     };
     Router::new(pool, RefreshTrigger::default(), route, metrics, disruptions)
 }

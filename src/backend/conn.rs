@@ -2,6 +2,7 @@
 //! a writer drains whatever is queued into one batch and writes it with one syscall, and a reader
 //! hands each reply to the oldest waiter: Redis answers in order, so FIFO matching is exact.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,16 +76,26 @@ pub(crate) struct Conn {
 impl Conn {
     /// The driver runs on `rt`, the runtime of the shard whose clients use this connection, so a
     /// reply wakes its client on the same thread.
+    /// `up` says whether the connection is open, for choosing among a shard's replicas.
     pub fn spawn(
         addr: NodeAddr,
         proto: Proto,
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        up: Arc<AtomicBool>,
         rt: &Handle,
     ) -> Conn {
         let (tx, rx) = mpsc::channel(settings.max_inflight);
-        rt.spawn(supervise(addr, proto, rx, settings, metrics, health));
+        let node = Supervised {
+            addr,
+            proto,
+            settings,
+            metrics,
+            health,
+            up,
+        };
+        rt.spawn(supervise(node, rx));
         Conn { tx }
     }
 
@@ -153,14 +164,25 @@ impl Drop for Open {
 /// While the node cannot be reached, requests are refused at once as [`Failure::NotSent`]
 /// instead of queueing: the router holds them until the slot's new master is known, and sends
 /// them there.
-async fn supervise(
+/// What a supervised connection is to and how it reports.
+struct Supervised {
     addr: NodeAddr,
     proto: Proto,
-    mut rx: mpsc::Receiver<Pending>,
-    s: Arc<BackendSettings>,
+    settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-) {
+    up: Arc<AtomicBool>,
+}
+
+async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
+    let Supervised {
+        addr,
+        proto,
+        settings: s,
+        metrics,
+        health,
+        up,
+    } = node;
     let mut backoff = s.reconnect_backoff_min;
     let mut down = false;
     let mut connected_before = false;
@@ -181,10 +203,12 @@ async fn supervise(
                 connected_before = true;
                 backoff = s.reconnect_backoff_min;
                 metrics.backend_connections.inc();
+                up.store(true, Ordering::Relaxed);
                 // Owned halves, not `tokio::io::split`: that one takes a lock on every read and
                 // every write.
                 let (rd, wr) = stream.into_split();
                 let end = drive(rd, wr, &mut rx, &s, &health).await;
+                up.store(false, Ordering::Relaxed);
                 metrics.backend_connections.dec();
                 match end {
                     End::Closed => break,
@@ -224,7 +248,10 @@ pub(crate) async fn open(
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         if proto == Proto::Resp3 {
-            hello3(&mut stream, &s.limits).await?;
+            ask(&mut stream, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", &s.limits).await?;
+        }
+        if s.readonly {
+            ask(&mut stream, b"*1\r\n$8\r\nREADONLY\r\n", &s.limits).await?;
         }
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
         let mut pong = [0u8; 7];
@@ -243,12 +270,10 @@ pub(crate) async fn open(
     }
 }
 
-/// Switches a fresh connection to RESP3. Nothing else is in flight on it, so its one reply is
-/// all there is to read.
-async fn hello3(stream: &mut TcpStream, limits: &Limits) -> std::io::Result<()> {
-    stream
-        .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
-        .await?;
+/// Sends one command that sets up a fresh connection (HELLO 3, READONLY) and checks it was not
+/// refused. Nothing else is in flight on it, so its one reply is all there is to read.
+async fn ask(stream: &mut TcpStream, command: &[u8], limits: &Limits) -> std::io::Result<()> {
+    stream.write_all(command).await?;
     let mut codec = ReplyCodec::new(*limits);
     let mut buf = BytesMut::with_capacity(512);
     let reply = loop {
@@ -262,7 +287,11 @@ async fn hello3(stream: &mut TcpStream, limits: &Limits) -> std::io::Result<()> 
     match reply.error() {
         None => Ok(()),
         Some(e) => Err(std::io::Error::other(format!(
-            "node refused HELLO 3: {}",
+            "node refused {}: {}",
+            String::from_utf8_lossy(command)
+                .split("\r\n")
+                .nth(2)
+                .unwrap_or_default(),
             String::from_utf8_lossy(e)
         ))),
     }
@@ -552,6 +581,7 @@ mod tests {
                 reconnect_backoff_min: OP_TIMEOUT,
                 reconnect_backoff_max: OP_TIMEOUT,
                 limits: Limits::default(),
+                readonly: false,
             };
             assert_eq!(s.op_timeout / HUNG_CHECKS_PER_TIMEOUT, PERIOD);
             let (tx, mut rx) = mpsc::channel(max_inflight);

@@ -156,6 +156,11 @@ impl Dedicate {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Dedicate {
+        // A client's own connections always go to masters, for writes too.
+        let settings = Arc::new(BackendSettings {
+            readonly: false,
+            ..(*settings).clone()
+        });
         let blocking = Arc::new(BackendSettings {
             op_timeout: BLOCKING_OP_TIMEOUT,
             ..(*settings).clone()

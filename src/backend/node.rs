@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct Lane {
     /// The protocol the connection speaks, the client's own, so its replies pass through as
     /// Redis made them for it.
     pub proto: Proto,
+    /// The client's read-only commands may go to replicas (`backend.read_from`, and the client
+    /// did not send READWRITE).
+    pub replica_reads: bool,
 }
 
 impl Lane {
@@ -36,6 +40,7 @@ impl Lane {
     pub const INTERNAL: Lane = Lane {
         affinity: 0,
         proto: Proto::Resp2,
+        replica_reads: false,
     };
 }
 
@@ -48,6 +53,8 @@ pub struct Node {
     resp3: OnceLock<Vec<Conn>>,
     opener: Opener,
     op_timeout: Duration,
+    /// A connection of its default lane is open: the node can be picked to serve reads.
+    up: Arc<AtomicBool>,
 }
 
 /// What opening another connection to the node takes.
@@ -59,7 +66,7 @@ struct Opener {
 }
 
 impl Opener {
-    fn conns(&self, addr: &NodeAddr, proto: Proto) -> Vec<Conn> {
+    fn conns(&self, addr: &NodeAddr, proto: Proto, up: &Arc<AtomicBool>) -> Vec<Conn> {
         (0..self.settings.connections_per_node.max(1))
             .map(|_| {
                 Conn::spawn(
@@ -68,6 +75,7 @@ impl Opener {
                     self.settings.clone(),
                     self.metrics.clone(),
                     self.health.clone(),
+                    up.clone(),
                     &self.rt,
                 )
             })
@@ -90,12 +98,14 @@ impl Node {
             health,
             rt: rt.clone(),
         };
+        let up = Arc::new(AtomicBool::new(false));
         Node {
-            conns: opener.conns(&addr, Proto::Resp2),
+            conns: opener.conns(&addr, Proto::Resp2, &up),
             resp3: OnceLock::new(),
             opener,
             addr,
             op_timeout,
+            up,
         }
     }
 
@@ -103,12 +113,21 @@ impl Node {
         &self.addr
     }
 
+    /// Connected: worth sending a read to.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
     fn conn(&self, lane: Lane) -> &Conn {
         let conns = match lane.proto {
             Proto::Resp2 => &self.conns,
             Proto::Resp3 => self
                 .resp3
-                .get_or_init(|| self.opener.conns(&self.addr, Proto::Resp3)),
+                // Its own flag: only the default lane says whether the node is up.
+                .get_or_init(|| {
+                    let up = Arc::new(AtomicBool::new(false));
+                    self.opener.conns(&self.addr, Proto::Resp3, &up)
+                }),
         };
         &conns[lane.affinity % conns.len()]
     }

@@ -16,4 +16,7 @@ pub struct BackendSettings {
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
     pub limits: Limits,
+    /// Send READONLY on every new connection, so a replica serves reads of its master's slots.
+    /// Harmless on a master, which serves its own slots either way.
+    pub readonly: bool,
 }

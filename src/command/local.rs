@@ -39,4 +39,8 @@ pub enum LocalCommand {
     Info,
     /// `RESET`: optional for the session.
     Reset,
+    /// `READONLY`: the client's reads may go to replicas again, when `backend.read_from` allows.
+    ReadOnly,
+    /// `READWRITE`: the client's reads go to masters.
+    ReadWrite,
 }

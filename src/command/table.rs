@@ -591,8 +591,8 @@ static BUILTIN: &[Entry] = &[
     // --- cluster
     no("ASKING", 1, ClusterState),
     no("CLUSTER", -2, Admin),
-    no("READONLY", 1, ClusterState),
-    no("READWRITE", 1, ClusterState),
+    local("READONLY", 1, L::ReadOnly),
+    local("READWRITE", 1, L::ReadWrite),
     // --- pub/sub
     pubsub("PSUBSCRIBE", -2, PubSubCommand::PSubscribe),
     // The cluster bus delivers a PUBLISH to every node, so any master will do.

@@ -19,6 +19,8 @@ pub struct ClientState {
     pub lib_ver: Option<Bytes>,
     /// RESP2 until `HELLO 3`; RESET and `HELLO 2` switch back.
     pub proto: Proto,
+    /// READWRITE: this client's reads stay on masters whatever `backend.read_from` says.
+    pub masters_only: bool,
 }
 
 /// What the session must do besides sending the reply.
@@ -63,7 +65,16 @@ pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (R
         LocalCommand::Reset => {
             client.name = None;
             client.proto = Proto::Resp2;
+            client.masters_only = false;
             Reply::simple("RESET")
+        }
+        LocalCommand::ReadOnly => {
+            client.masters_only = false;
+            Reply::ok()
+        }
+        LocalCommand::ReadWrite => {
+            client.masters_only = true;
+            Reply::ok()
         }
         LocalCommand::Info => return (Reply::ok(), After::Info),
         LocalCommand::ClientInfo

@@ -62,6 +62,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             Lane {
                 affinity,
                 proto: Proto::Resp2,
+                replica_reads: fe.router.reads_replicas(),
             },
             output,
         ),
@@ -577,12 +578,16 @@ impl Session {
             Action::Local(LocalCommand::Ping) if subscribed => {
                 self.ready(subscription::pong(req.args().get(1)));
             }
-            Action::Local(LocalCommand::Hello | LocalCommand::Reset)
-                if !self.inflight.is_empty() =>
-            {
-                // They may switch the protocol, and so the backend connections the client's
-                // later requests take; those must not overtake the earlier ones on the old
-                // connections. So they wait, and everything after them, until all is answered.
+            Action::Local(
+                LocalCommand::Hello
+                | LocalCommand::Reset
+                | LocalCommand::ReadOnly
+                | LocalCommand::ReadWrite,
+            ) if !self.inflight.is_empty() => {
+                // They may switch the protocol or the nodes that serve reads, and so the backend
+                // connections the client's later requests take; those must not overtake the
+                // earlier ones on the old connections. So they wait, and everything after them,
+                // until all is answered.
                 self.parked.push_front(req);
                 self.barrier = true;
             }
@@ -604,9 +609,9 @@ impl Session {
                     self.replies = Replies::On;
                     self.listed.set_multi(None);
                 }
-                let proto = self.client.proto;
+                let lane = self.lane();
                 let answered = local::answer(cmd, req.args(), &mut self.client);
-                if self.client.proto != proto {
+                if self.lane() != lane {
                     self.inflight.set_lane(self.lane());
                 }
                 if shown_by_list(cmd) {
@@ -707,6 +712,7 @@ impl Session {
         Lane {
             affinity: self.affinity,
             proto: self.client.proto,
+            replica_reads: self.fe.router.reads_replicas() && !self.client.masters_only,
         }
     }
 

@@ -34,6 +34,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "unexpected_reply",
     "transaction_moved",
     "watch_refused",
+    "no_replica",
     "wait_refused",
     // slotgate refused the request itself (command::RejectKind)
     "wrong_arity",

@@ -45,6 +45,9 @@ pub enum RouteError {
     /// it is out of memory, ...): a count without that master would promise more than is known.
     #[error("ERR slotgate: WAIT could not count the replicas of {addr}: {why}")]
     WaitRefused { addr: NodeAddr, why: String },
+    /// `read_from: replica`, and the shard of the slot has no connected replica.
+    #[error("ERR slotgate: no replica serves slot {0} (read_from: replica)")]
+    NoReplica(Slot),
 }
 
 impl RouteError {
@@ -70,6 +73,7 @@ impl RouteError {
             }
             RouteError::WatchRefused { .. } => "watch_refused",
             RouteError::WaitRefused { .. } => "wait_refused",
+            RouteError::NoReplica(_) => "no_replica",
         }
     }
 }
@@ -107,6 +111,7 @@ mod tests {
             RouteError::TransactionMoved { slot, addr: addr() },
             RouteError::TransactionMigrating { slot },
             RouteError::WatchRefused { why: String::new() },
+            RouteError::NoReplica(slot),
             RouteError::WaitRefused {
                 addr: addr(),
                 why: String::new(),

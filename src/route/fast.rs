@@ -83,7 +83,11 @@ impl Router {
             return None;
         }
         let slot = split::one_slot(req.args(), keys).ok()??;
-        let node = self.table.load().master_for(slot)?.clone();
+        let node = match lane.replica_reads && plan.traits.readonly() {
+            // No replica: the general path falls back to the master or says why not.
+            true => self.replica(slot, lane.affinity).ok()??,
+            false => self.table.load().master_for(slot)?.clone(),
+        };
         let reply = node.try_send(req.to_resp(), lane, budget)?;
         Some(Started {
             slot,

@@ -6,6 +6,7 @@ mod fast;
 mod follow;
 // Public so benches/hotpath.rs can measure splitting and merging without a cluster.
 pub mod merge;
+mod read_from;
 mod redirect;
 mod router;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod wait;
 
 pub use error::RouteError;
 pub use fast::{Started, Unsettled};
+pub use read_from::ReadFrom;
 pub use router::{RouteSettings, Router};
 pub use routers::Routers;
 pub use transaction::{Reservation, Reserved};

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use super::error::RouteError;
 use super::follow::{Follow, Next};
 use super::merge::{merge, sum_integers, PartFailure, PartResult};
+use super::read_from::ReadFrom;
 use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
@@ -33,6 +34,7 @@ pub struct RouteSettings {
     pub max_redirects: u32,
     /// How long a request waits for an unreachable master, or its replacement.
     pub hold_timeout: Duration,
+    pub read_from: ReadFrom,
 }
 
 pub struct Router {
@@ -53,7 +55,7 @@ impl Router {
         metrics: Arc<Metrics>,
         disruptions: Arc<Disruptions>,
     ) -> Router {
-        let table = RouteTable::build(Topology::empty(), &pool);
+        let table = RouteTable::build(Topology::empty(), &pool, settings.read_from.uses_replicas());
         Router {
             table: ArcSwap::from_pointee(table),
             commands: ArcSwap::from_pointee(CommandTable::builtin()),
@@ -63,6 +65,11 @@ impl Router {
             metrics,
             disruptions,
         }
+    }
+
+    /// Read-only commands may go to replicas (`backend.read_from`).
+    pub fn reads_replicas(&self) -> bool {
+        self.settings.read_from.uses_replicas()
     }
 
     pub fn classify(&self, req: &Request) -> Plan {
@@ -101,6 +108,7 @@ impl Router {
         }
         let how = Delivery {
             lane,
+            replica_read: lane.replica_reads && plan.traits.readonly(),
             replay_safe: plan.traits.replay_safe(),
             turn: &turn,
             budget: budget.as_ref(),
@@ -243,7 +251,36 @@ impl Router {
             lane: how.lane,
             budget: how.budget,
         };
-        self.follow(follow, bytes, via, None, how.turn).await
+        let first = match how.replica_read {
+            true => match self.replica(slot, how.lane.affinity)? {
+                // The replica's answer is followed like any first attempt: a MOVED (its map is
+                // not ours) or a lost connection goes on at the master.
+                Some(replica) => {
+                    let sent = self.attempt(via, &replica, &bytes, false).await;
+                    Some((replica, sent))
+                }
+                None => None,
+            },
+            false => None,
+        };
+        self.follow(follow, bytes, via, first, how.turn).await
+    }
+
+    /// The replica a read of `slot` goes to; `None` means the master, when `prefer_replica`
+    /// lets a shard without a connected replica fall back to it.
+    pub(super) fn replica(
+        &self,
+        slot: Slot,
+        affinity: usize,
+    ) -> Result<Option<Arc<Node>>, RouteError> {
+        let table = self.table.load();
+        match (table.replica_for(slot, affinity), self.settings.read_from) {
+            (Some(replica), _) => Ok(Some(replica.clone())),
+            (None, ReadFrom::Replica) if table.master_for(slot).is_some() => {
+                Err(RouteError::NoReplica(slot))
+            }
+            (None, _) => Ok(None),
+        }
     }
 
     pub(super) fn follow_for(&self, slot: Slot, replay_safe: bool) -> Follow {
@@ -420,6 +457,7 @@ impl Router {
                 Arc::new(RouteTable::build(
                     cur.topology.with_slot_moved(slot, addr),
                     &self.pool,
+                    self.reads_replicas(),
                 ))
             });
         }
@@ -432,7 +470,7 @@ impl Router {
         if *self.table.load().topology == *next {
             return;
         }
-        let table = RouteTable::build(next.clone(), &self.pool);
+        let table = RouteTable::build(next.clone(), &self.pool, self.reads_replicas());
         let keep = table.topology.all_nodes();
         self.disruptions.disrupted();
         self.table.store(Arc::new(table));
@@ -456,6 +494,8 @@ impl Router {
 #[derive(Clone, Copy)]
 struct Delivery<'a> {
     lane: Lane,
+    /// A read-only command of a client whose reads may go to replicas.
+    replica_read: bool,
     replay_safe: bool,
     turn: &'a Turn,
     budget: Option<&'a Arc<Budget>>,

@@ -14,10 +14,13 @@ pub struct RouteTable {
     /// Masters that serve at least one slot, found once here rather than by scanning all 16384
     /// slots on every keyless or fanned-out request.
     serving: Vec<Arc<Node>>,
+    /// Each shard's replicas, when reads may go to them (else empty, and no connection is made
+    /// to any replica).
+    replicas: Vec<Vec<Arc<Node>>>,
 }
 
 impl RouteTable {
-    pub fn build(topology: Topology, pool: &Pool) -> RouteTable {
+    pub fn build(topology: Topology, pool: &Pool, with_replicas: bool) -> RouteTable {
         let masters: Vec<Arc<Node>> = topology
             .shards()
             .iter()
@@ -27,15 +30,34 @@ impl RouteTable {
             .serving_shards()
             .map(|(i, _)| masters[i].clone())
             .collect();
+        let replicas = match with_replicas {
+            true => topology
+                .shards()
+                .iter()
+                .map(|s| s.replicas.iter().map(|r| pool.node(r)).collect())
+                .collect(),
+            false => Vec::new(),
+        };
         RouteTable {
             topology: Arc::new(topology),
             masters,
             serving,
+            replicas,
         }
     }
 
     pub fn master_for(&self, slot: Slot) -> Option<&Arc<Node>> {
         self.topology.shard_of(slot).map(|i| &self.masters[i])
+    }
+
+    /// A connected replica of the shard serving `slot`: the same one for a client (`affinity`)
+    /// while it stays up, so one client's reads see one replica's order.
+    pub fn replica_for(&self, slot: Slot, affinity: usize) -> Option<&Arc<Node>> {
+        let replicas = self.replicas.get(self.topology.shard_of(slot)?)?;
+        let n = replicas.len();
+        (0..n)
+            .map(|i| &replicas[(affinity + i) % n])
+            .find(|r| r.is_up())
     }
 
     /// Masters that serve at least one slot.

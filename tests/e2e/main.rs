@@ -14,6 +14,7 @@ mod multikey;
 mod pipeline;
 mod pubsub;
 mod raw;
+mod replicas;
 mod resp3;
 mod shards;
 mod slow;
