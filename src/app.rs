@@ -20,7 +20,7 @@ use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::Limits;
-use crate::route::{RouteSettings, Router, Routers};
+use crate::route::{RouteSettings, Router, Routers, ScriptCache, ScriptLimits};
 
 struct Readiness(Arc<Routers>);
 
@@ -91,7 +91,7 @@ pub async fn run(
 }
 
 /// One router per worker runtime, each with its own backend connections; they share the refresh
-/// trigger, the metrics and the disruption count.
+/// trigger, the metrics, the disruption count and the scripts clients loaded.
 fn routers(
     config: &Config,
     backend: &Arc<BackendSettings>,
@@ -110,6 +110,10 @@ fn routers(
         max_redirects: config.topology.max_redirects,
         hold_timeout: b.hold_timeout(),
     };
+    let scripts = Arc::new(ScriptCache::new(ScriptLimits {
+        max_scripts: config.scripts.cache_max_scripts,
+        max_bytes: config.scripts.cache_max_bytes,
+    }));
     let dedicate = Arc::new(Dedicate::new(
         b.max_dedicated_per_node,
         backend.clone(),
@@ -132,6 +136,7 @@ fn routers(
                 route,
                 metrics.clone(),
                 disruptions.clone(),
+                scripts.clone(),
             ))
         })
         .collect()

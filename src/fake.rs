@@ -18,7 +18,7 @@ use crate::cluster::{NodeAddr, RefreshTrigger, Shard, Slot, Topology};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::{Limits, Request, RequestCodec};
-use crate::route::{RouteSettings, Router};
+use crate::route::{RouteSettings, Router, ScriptCache, ScriptLimits};
 
 /// What a fake node does with one command: reply with these bytes, or drop the connection.
 pub enum Answer {
@@ -93,7 +93,18 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         max_redirects: 5,
         hold_timeout: Duration::from_millis(300),
     };
-    Router::new(pool, RefreshTrigger::default(), route, metrics, disruptions)
+    let scripts = Arc::new(ScriptCache::new(ScriptLimits {
+        max_scripts: 16,
+        max_bytes: 1 << 20,
+    }));
+    Router::new(
+        pool,
+        RefreshTrigger::default(),
+        route,
+        metrics,
+        disruptions,
+        scripts,
+    )
 }
 
 /// A map in which `owner` serves every slot.

@@ -350,6 +350,87 @@ fn local_any_master_and_fan_out() {
     );
 }
 
+#[test]
+fn script_and_function_management_reaches_every_master() {
+    for (words, fan_out) in [
+        (&["SCRIPT", "LOAD", "return 1"][..], FanOut::ScriptLoad),
+        (&["script", "exists", "a", "b"], FanOut::ScriptExists),
+        (&["SCRIPT", "FLUSH"], FanOut::ScriptFlush),
+        (&["SCRIPT", "FLUSH", "ASYNC"], FanOut::ScriptFlush),
+        (&["SCRIPT", "KILL"], FanOut::Kill),
+        (&["FUNCTION", "KILL"], FanOut::Kill),
+        (&["FUNCTION", "LOAD", "REPLACE", "code"], FanOut::Same),
+        (&["function", "delete", "lib"], FanOut::Same),
+        (&["FUNCTION", "FLUSH", "SYNC"], FanOut::Same),
+        (&["FUNCTION", "RESTORE", "payload", "REPLACE"], FanOut::Same),
+        (&["FUNCTION", "STATS"], FanOut::FunctionStats),
+    ] {
+        assert_eq!(classify(words), Action::FanOut(fan_out), "{words:?}");
+    }
+    for words in [
+        &["FUNCTION", "LIST"][..],
+        &["FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "my*"],
+        &["FUNCTION", "DUMP"],
+        &["FUNCTION", "HELP"],
+        &["SCRIPT", "HELP"],
+    ] {
+        assert_eq!(classify(words), Action::AnyMaster, "{words:?}");
+    }
+}
+
+#[test]
+fn script_and_function_arguments_are_checked_as_redis_does() {
+    // Texts of redis-server 7.0.15.
+    for (words, line) in [
+        (
+            &["SCRIPT"][..],
+            "ERR wrong number of arguments for 'script' command",
+        ),
+        (
+            &["SCRIPT", "FOO"],
+            "ERR unknown subcommand 'FOO'. Try SCRIPT HELP.",
+        ),
+        (
+            &["script", "foo", "bar"],
+            "ERR unknown subcommand 'foo'. Try SCRIPT HELP.",
+        ),
+        (
+            &["SCRIPT", "LOAD"],
+            "ERR wrong number of arguments for 'script|load' command",
+        ),
+        (
+            &["script", "load", "a", "b"],
+            "ERR wrong number of arguments for 'script|load' command",
+        ),
+        (
+            &["SCRIPT", "EXISTS"],
+            "ERR wrong number of arguments for 'script|exists' command",
+        ),
+        (
+            &["SCRIPT", "KILL", "x"],
+            "ERR wrong number of arguments for 'script|kill' command",
+        ),
+        (
+            &["FUNCTION"],
+            "ERR wrong number of arguments for 'function' command",
+        ),
+        (
+            &["FUNCTION", "FOO"],
+            "ERR unknown subcommand 'FOO'. Try FUNCTION HELP.",
+        ),
+        (
+            &["FUNCTION", "LOAD"],
+            "ERR wrong number of arguments for 'function|load' command",
+        ),
+        (
+            &["FUNCTION", "DELETE"],
+            "ERR wrong number of arguments for 'function|delete' command",
+        ),
+    ] {
+        assert_eq!(error(words), line, "{words:?}");
+    }
+}
+
 // ---------------------------------------------------------------- rejections
 
 #[test]
@@ -468,8 +549,10 @@ fn rejected_commands_name_themselves() {
         (&["RANDOMKEY"], "'RANDOMKEY'"),
         (&["FLUSHALL"], "'FLUSHALL'"),
         (&["FLUSHDB", "ASYNC"], "'FLUSHDB'"),
-        (&["SCRIPT", "LOAD", "return 1"], "'SCRIPT'"),
-        (&["FUNCTION", "LIST"], "'FUNCTION'"),
+        (
+            &["script", "debug", "yes"],
+            "'SCRIPT DEBUG' is not supported by slotgate (the Lua debugger",
+        ),
         (
             &["CONFIG", "GET", "maxmemory"],
             "'CONFIG' is not supported by slotgate (server administration",
@@ -1063,7 +1146,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::PubSub,
         Reason::Monitor,
         Reason::KeyspaceFanOut,
-        Reason::ScriptFanOut,
+        Reason::ScriptDebug,
         Reason::Admin,
         Reason::Auth,
         Reason::ClusterState,

@@ -43,7 +43,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "pubsub",
     "monitor",
     "keyspace_fanout",
-    "script_fanout",
+    "script_debug",
     "admin",
     "auth",
     "cluster_state",

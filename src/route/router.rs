@@ -12,12 +12,13 @@ use super::error::RouteError;
 use super::follow::{Follow, Next};
 use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::redirect::{self, Redirect};
+use super::script_cache::ScriptCache;
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
-use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::command::{Action, CommandTable, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
 use crate::protocol::{encode_command, Proto, Reply, Request};
@@ -39,10 +40,12 @@ pub struct Router {
     pub(super) table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
     pub(super) pool: Pool,
-    trigger: RefreshTrigger,
+    pub(super) trigger: RefreshTrigger,
     pub(super) settings: RouteSettings,
     metrics: Arc<Metrics>,
     disruptions: Arc<Disruptions>,
+    /// The scripts clients loaded through slotgate, shared by every worker.
+    pub(super) scripts: Arc<ScriptCache>,
 }
 
 impl Router {
@@ -52,6 +55,7 @@ impl Router {
         settings: RouteSettings,
         metrics: Arc<Metrics>,
         disruptions: Arc<Disruptions>,
+        scripts: Arc<ScriptCache>,
     ) -> Router {
         let table = RouteTable::build(Topology::empty(), &pool);
         Router {
@@ -62,6 +66,7 @@ impl Router {
             settings,
             metrics,
             disruptions,
+            scripts,
         }
     }
 
@@ -109,7 +114,7 @@ impl Router {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
-            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), lane).await,
+            Action::FanOut(kind) => self.fan_out_merged(req, kind, how).await,
             Action::Local(_)
             | Action::Transaction(_)
             | Action::PubSub(_)
@@ -177,7 +182,7 @@ impl Router {
     }
 
     /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
-    async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
+    pub(super) async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
         match sum_integers(self.fan_out(bytes, lane).await) {
             Ok(sum) => Ok(Reply::integer_reply(sum)),
             Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
@@ -450,10 +455,10 @@ impl Router {
 
 /// How one request is sent, the same for every part of a split one.
 #[derive(Clone, Copy)]
-struct Delivery<'a> {
-    lane: Lane,
+pub(super) struct Delivery<'a> {
+    pub(super) lane: Lane,
     replay_safe: bool,
-    turn: &'a Turn,
+    pub(super) turn: &'a Turn,
     budget: Option<&'a Arc<Budget>>,
 }
 
