@@ -8,7 +8,7 @@
 use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
-use super::traits::{Blocks, EntryTraits, Repeat};
+use super::traits::{Blocks, EntryTraits, Repeat, ScriptArg};
 use super::{FanOut, PubSubCommand, PubSubQuery, SplitKind, TxnCommand};
 
 /// What slotgate does with a command once its name and arity check out.
@@ -234,6 +234,12 @@ impl Entry {
     /// Waits on the node until data comes or its timeout passes.
     const fn blocking(mut self) -> Entry {
         self.spec.traits.blocks = Blocks::Always;
+        self
+    }
+
+    /// Its first argument is a script body (`Body`) or a script's sha (`Sha`).
+    const fn script(mut self, arg: ScriptArg) -> Entry {
+        self.spec.traits.script = arg;
         self
     }
 
@@ -519,10 +525,14 @@ static BUILTIN: &[Entry] = &[
     key("GEOSEARCH", -7).ro(),
     range("GEOSEARCHSTORE", -8, 1, 2, 1),
     // --- scripting
-    numkeys("EVAL", -3, 2, false, Script),
-    numkeys("EVAL_RO", -3, 2, false, Script).ro(),
-    numkeys("EVALSHA", -3, 2, false, Script),
-    numkeys("EVALSHA_RO", -3, 2, false, Script).ro(),
+    numkeys("EVAL", -3, 2, false, Script).script(ScriptArg::Body),
+    numkeys("EVAL_RO", -3, 2, false, Script)
+        .ro()
+        .script(ScriptArg::Body),
+    numkeys("EVALSHA", -3, 2, false, Script).script(ScriptArg::Sha),
+    numkeys("EVALSHA_RO", -3, 2, false, Script)
+        .ro()
+        .script(ScriptArg::Sha),
     numkeys("FCALL", -3, 2, false, Function),
     numkeys("FCALL_RO", -3, 2, false, Function).ro(),
     // Every master keeps its own libraries: changes go to all of them, and any one can tell

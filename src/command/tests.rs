@@ -431,6 +431,34 @@ fn script_and_function_arguments_are_checked_as_redis_does() {
     }
 }
 
+#[test]
+fn scripts_say_whether_they_carry_a_body_or_a_sha() {
+    for words in [
+        &["EVAL", "return 1", "0"][..],
+        &["eval_ro", "return 1", "1", "k"],
+    ] {
+        let t = traits(words);
+        assert!(t.script_body() && !t.script_sha(), "{words:?}");
+    }
+    for words in [
+        &["EVALSHA", "abc", "0"][..],
+        &["evalsha_ro", "abc", "1", "k"],
+    ] {
+        let t = traits(words);
+        assert!(t.script_sha() && !t.script_body(), "{words:?}");
+    }
+    for words in [
+        &["FCALL", "f", "0"][..],
+        &["GET", "k"],
+        &["SCRIPT", "LOAD", "x"],
+    ] {
+        let t = traits(words);
+        assert!(!t.script_sha() && !t.script_body(), "{words:?}");
+    }
+    // A refused EVALSHA is never sent, so nothing is healed.
+    assert!(!traits(&["EVALSHA", "abc", "x"]).script_sha());
+}
+
 // ---------------------------------------------------------------- rejections
 
 #[test]

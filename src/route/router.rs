@@ -42,8 +42,8 @@ pub struct Router {
     pub(super) pool: Pool,
     pub(super) trigger: RefreshTrigger,
     pub(super) settings: RouteSettings,
-    metrics: Arc<Metrics>,
-    disruptions: Arc<Disruptions>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) disruptions: Arc<Disruptions>,
     /// The scripts clients loaded through slotgate, shared by every worker.
     pub(super) scripts: Arc<ScriptCache>,
 }
@@ -107,6 +107,11 @@ impl Router {
         let how = Delivery {
             lane,
             replay_safe: plan.traits.replay_safe(),
+            sha: plan
+                .traits
+                .script_sha()
+                .then(|| req.args().get(1))
+                .flatten(),
             turn: &turn,
             budget: budget.as_ref(),
         };
@@ -168,6 +173,7 @@ impl Router {
         merge(kind, &parts, results)
     }
 
+    /// An EVALSHA's NOSCRIPT is healed here too: keyless, it has no slot to follow.
     async fn any_master(&self, bytes: Bytes, how: Delivery<'_>) -> Result<Reply, RouteError> {
         let node = {
             let table = self.table.load();
@@ -178,7 +184,17 @@ impl Router {
             }
             masters[how.lane.affinity % masters.len()].clone()
         };
-        Ok(node.send(bytes, 0, how.lane, how.budget).await?)
+        let reply = node.send(bytes.clone(), 0, how.lane, how.budget).await?;
+        match how.sha {
+            Some(sha) if redirect::is_noscript(&reply) => {
+                if !self.heal(&node, sha, how.lane).await {
+                    return Ok(reply);
+                }
+                how.turn.wait().await;
+                Ok(node.send(bytes, 0, how.lane, how.budget).await?)
+            }
+            _ => Ok(reply),
+        }
     }
 
     /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
@@ -241,7 +257,9 @@ impl Router {
         bytes: Bytes,
         how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
-        let follow = self.follow_for(slot, how.replay_safe);
+        let follow = self
+            .follow_for(slot, how.replay_safe)
+            .healing(how.sha.cloned());
         let via = Via::Shared {
             lane: how.lane,
             budget: how.budget,
@@ -296,6 +314,15 @@ impl Router {
                     self.apply_moved(slot, &addr);
                 }
                 Next::Ask { .. } => self.metrics.redirections_ask.inc(),
+                Next::Heal {
+                    sha,
+                    addr,
+                    otherwise,
+                } => {
+                    if !self.heal(&self.pool.node(&addr), &sha, via.lane()).await {
+                        return otherwise;
+                    }
+                }
                 Next::TryAgain(backoff) => {
                     self.disruptions.disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
@@ -458,6 +485,8 @@ impl Router {
 pub(super) struct Delivery<'a> {
     pub(super) lane: Lane,
     replay_safe: bool,
+    /// An EVALSHA's sha: its NOSCRIPT is healed.
+    sha: Option<&'a Bytes>,
     pub(super) turn: &'a Turn,
     budget: Option<&'a Arc<Budget>>,
 }
@@ -475,4 +504,15 @@ pub(super) enum Via<'a> {
     /// block; closed after its reply, so dropping the request (its client left) cancels the
     /// command on the node.
     Blocking(Proto),
+}
+
+impl Via<'_> {
+    /// The shared connections for slotgate's own commands made on the request's behalf (a
+    /// script loaded to heal it), in the request's protocol.
+    fn lane(self) -> Lane {
+        match self {
+            Via::Shared { lane, .. } => lane,
+            Via::Blocking(proto) => Lane { affinity: 0, proto },
+        }
+    }
 }

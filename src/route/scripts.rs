@@ -1,6 +1,8 @@
 //! Scripts and functions as one Redis server would have them, although every master keeps its
 //! own: `SCRIPT` and `FUNCTION` go to every serving master and their replies are merged
-//! (`script_merge`); the scripts `SCRIPT LOAD` loads are remembered (`script_cache`).
+//! (`script_merge`), and an `EVALSHA` that meets a master without its script (NOSCRIPT: a replica
+//! just promoted, a restarted node, a `SCRIPT FLUSH` run on that node alone) is healed by loading
+//! the script there from what slotgate remembers (`script_cache`) and sending it again, once.
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -9,11 +11,19 @@ use super::error::RouteError;
 use super::merge::PartResult;
 use super::router::{Delivery, Router};
 use super::script_merge::{all_have, function_stats, kill, same};
-use crate::backend::Purpose;
+use crate::backend::{Lane, Node, Purpose};
 use crate::command::FanOut;
 use crate::protocol::{Frame, Limits, Proto, Reply, Request};
 
 impl Router {
+    /// An `EVAL`'s script, remembered before it is sent: Redis caches it under its sha, and the
+    /// client may call it by that sha later on any master.
+    pub fn remember_script(&self, req: &Request) {
+        if let Some(body) = req.args().get(1) {
+            self.scripts.remember_body(body);
+        }
+    }
+
     /// Runs a command that every master answers, and merges their answers.
     pub(super) async fn fan_out_merged(
         &self,
@@ -81,6 +91,28 @@ impl Router {
             }
         }))
         .await
+    }
+
+    /// Loads the script named `sha` into `node`, if slotgate knows it, so that the EVALSHA that
+    /// met NOSCRIPT there can be sent again; whether it is loaded now.
+    pub(super) async fn heal(&self, node: &Node, sha: &[u8], lane: Lane) -> bool {
+        let Some(body) = self.scripts.body(sha) else {
+            return false;
+        };
+        // The request goes to the node a second time: the client's later requests wait for it,
+        // as after any other request a node refused.
+        self.disruptions.disrupted();
+        let load = Router::command(&[b"SCRIPT", b"LOAD", &body]);
+        match node.send(load, 0, lane, None).await {
+            Ok(reply) if reply.error().is_none() => {
+                self.metrics.noscript_heals.inc();
+                true
+            }
+            outcome => {
+                tracing::debug!(node = %node.addr(), ?outcome, "could not load a script again");
+                false
+            }
+        }
     }
 }
 
