@@ -14,6 +14,7 @@ mod pipeline;
 mod pubsub;
 mod raw;
 mod resp3;
+mod scripts;
 mod shards;
 mod slow;
 mod transactions;
