@@ -20,7 +20,7 @@ use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::Limits;
-use crate::route::{RouteSettings, Router, Routers};
+use crate::route::{RouteSettings, Router, Routers, ScriptCache, ScriptLimits};
 
 struct Readiness(Arc<Routers>);
 
@@ -91,7 +91,7 @@ pub async fn run(
 }
 
 /// One router per worker runtime, each with its own backend connections; they share the refresh
-/// trigger, the metrics and the disruption count.
+/// trigger, the metrics, the disruption count and the scripts clients loaded.
 fn routers(
     config: &Config,
     backend: &Arc<BackendSettings>,
@@ -111,6 +111,10 @@ fn routers(
         hold_timeout: b.hold_timeout(),
         read_from: b.read_from,
     };
+    let scripts = Arc::new(ScriptCache::new(ScriptLimits {
+        max_scripts: config.scripts.cache_max_scripts,
+        max_bytes: config.scripts.cache_max_bytes,
+    }));
     let dedicate = Arc::new(Dedicate::new(
         b.max_dedicated_per_node,
         backend.clone(),
@@ -133,6 +137,7 @@ fn routers(
                 route,
                 metrics.clone(),
                 disruptions.clone(),
+                scripts.clone(),
             ))
         })
         .collect()

@@ -93,6 +93,8 @@ pub struct Config {
     /// Limits of the RESP parser, checked before allocating, so a hostile client cannot make the
     /// proxy reserve memory it announced but never sent.
     pub protocol: ProtocolConfig,
+    /// The Lua scripts slotgate remembers, to load them again where a master lost them.
+    pub scripts: ScriptsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -109,6 +111,7 @@ impl Default for Config {
             backend: BackendConfig::default(),
             topology: TopologyConfig::default(),
             protocol: ProtocolConfig::default(),
+            scripts: ScriptsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -345,6 +348,46 @@ impl Default for ProtocolConfig {
     }
 }
 
+/// The scripts clients load through slotgate (`SCRIPT LOAD`, `EVAL`), remembered so that an
+/// `EVALSHA` a master answers with NOSCRIPT (a promoted replica, a restarted node) is healed by
+/// loading the script there, instead of failing. Shared by all workers; the least recently used
+/// script is forgotten first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptsConfig {
+    /// Scripts remembered at most; 0 remembers none, so NOSCRIPT reaches clients as Redis sends
+    /// it. Applications use a handful of scripts: more than this means bodies built per call.
+    pub cache_max_scripts: usize,
+    /// Bytes of script bodies remembered at most; a larger body is never remembered.
+    pub cache_max_bytes: usize,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        Self {
+            cache_max_scripts: 1024,
+            cache_max_bytes: 16 * MIB,
+        }
+    }
+}
+
+impl ScriptsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range(
+            "scripts.cache_max_scripts",
+            self.cache_max_scripts,
+            0,
+            1_000_000,
+        )?;
+        check_range(
+            "scripts.cache_max_bytes",
+            self.cache_max_bytes,
+            KIB,
+            1024 * MIB,
+        )
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -419,6 +462,7 @@ impl Config {
         self.backend.validate()?;
         self.topology.validate()?;
         self.protocol.validate()?;
+        self.scripts.validate()?;
         check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
         Ok(self)
     }
@@ -760,6 +804,12 @@ mod tests {
         rejects_max_depth_too_large: "protocol: {max_depth: 129}" => "protocol.max_depth";
         rejects_max_frame_len_below_bulk:
             "protocol: {max_bulk_len: 1024, max_frame_len: 1023}" => "protocol.max_frame_len";
+        rejects_script_cache_too_many:
+            "scripts: {cache_max_scripts: 1000001}" => "scripts.cache_max_scripts";
+        rejects_script_cache_bytes_tiny:
+            "scripts: {cache_max_bytes: 1023}" => "scripts.cache_max_bytes";
+        rejects_script_cache_bytes_above_1gib:
+            "scripts: {cache_max_bytes: 1073741825}" => "scripts.cache_max_bytes";
         rejects_log_level_empty: "log: {level: \"\"}" => "log.level";
         rejects_log_level_unknown: "log: {level: verbose}" => "log.level";
         rejects_log_target_level_unknown: "log: {level: \"slotgate=loud\"}" => "log.level";

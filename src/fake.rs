@@ -18,7 +18,7 @@ use crate::cluster::{NodeAddr, RefreshTrigger, Shard, Slot, Topology};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::{Limits, Request, RequestCodec};
-use crate::route::{RouteSettings, Router};
+use crate::route::{RouteSettings, Router, ScriptCache, ScriptLimits};
 
 /// What a fake node does with one command: reply with these bytes, or drop the connection.
 pub enum Answer {
@@ -95,7 +95,18 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         hold_timeout: Duration::from_millis(300),
         read_from: crate::route::ReadFrom::Master,
     };
-    Router::new(pool, RefreshTrigger::default(), route, metrics, disruptions)
+    let scripts = Arc::new(ScriptCache::new(ScriptLimits {
+        max_scripts: 16,
+        max_bytes: 1 << 20,
+    }));
+    Router::new(
+        pool,
+        RefreshTrigger::default(),
+        route,
+        metrics,
+        disruptions,
+        scripts,
+    )
 }
 
 /// A map in which `owner` serves every slot.

@@ -129,8 +129,9 @@ impl Conn {
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        check: Check,
     ) -> std::io::Result<(Conn, AbortHandle)> {
-        let stream = open(&addr, &settings, proto).await?;
+        let stream = open_checked(&addr, &settings, proto, check).await?;
         let (tx, mut rx) = mpsc::channel(settings.max_inflight);
         let task = tokio::spawn(async move {
             let _open = Open::count(&metrics.dedicated_connections);
@@ -244,6 +245,25 @@ pub(crate) async fn open(
     s: &BackendSettings,
     proto: Proto,
 ) -> std::io::Result<TcpStream> {
+    open_checked(addr, s, proto, Check::Serving).await
+}
+
+/// What answer to the connection check's PING makes a node fit for the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// PONG: the node serves requests.
+    Serving,
+    /// PONG, or BUSY: a node busy running a script still answers what stops or shows it
+    /// (SCRIPT KILL, FUNCTION KILL, FUNCTION STATS), which is all such a connection is for.
+    Alive,
+}
+
+pub(crate) async fn open_checked(
+    addr: &str,
+    s: &BackendSettings,
+    proto: Proto,
+    check: Check,
+) -> std::io::Result<TcpStream> {
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
@@ -254,9 +274,9 @@ pub(crate) async fn open(
             ask(&mut stream, b"*1\r\n$8\r\nREADONLY\r\n", &s.limits).await?;
         }
         stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
-        let mut pong = [0u8; 7];
-        stream.read_exact(&mut pong).await?;
-        if &pong != b"+PONG\r\n" {
+        let pong = read_one(&mut stream, &s.limits).await?;
+        let busy = || pong.error().is_some_and(|e| e.starts_with(b"BUSY"));
+        if pong.bytes()[..] != b"+PONG\r\n"[..] && !(check == Check::Alive && busy()) {
             return Err(std::io::Error::other("node did not answer PING with PONG"));
         }
         Ok(stream)
@@ -271,19 +291,10 @@ pub(crate) async fn open(
 }
 
 /// Sends one command that sets up a fresh connection (HELLO 3, READONLY) and checks it was not
-/// refused. Nothing else is in flight on it, so its one reply is all there is to read.
+/// refused.
 async fn ask(stream: &mut TcpStream, command: &[u8], limits: &Limits) -> std::io::Result<()> {
     stream.write_all(command).await?;
-    let mut codec = ReplyCodec::new(*limits);
-    let mut buf = BytesMut::with_capacity(512);
-    let reply = loop {
-        if let Some(reply) = codec.decode(&mut buf).map_err(std::io::Error::other)? {
-            break reply;
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    };
+    let reply = read_one(stream, limits).await?;
     match reply.error() {
         None => Ok(()),
         Some(e) => Err(std::io::Error::other(format!(
@@ -294,6 +305,21 @@ async fn ask(stream: &mut TcpStream, command: &[u8], limits: &Limits) -> std::io
                 .unwrap_or_default(),
             String::from_utf8_lossy(e)
         ))),
+    }
+}
+
+/// The one reply to a fresh connection's one command: nothing else is in flight on it, so it is
+/// all there is to read.
+async fn read_one(stream: &mut TcpStream, limits: &Limits) -> std::io::Result<Reply> {
+    let mut codec = ReplyCodec::new(*limits);
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        if let Some(reply) = codec.decode(&mut buf).map_err(std::io::Error::other)? {
+            return Ok(reply);
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::conn::{Conn, Failure, Pending};
+use super::conn::{Check, Conn, Failure, Pending};
 use super::error::BackendError;
 use super::health::Health;
 use super::node::outcome;
@@ -31,6 +31,9 @@ pub enum Purpose {
     State,
     /// Blocking commands: they wait by their own timeout (0 = forever), so no operation timeout.
     Blocking,
+    /// SCRIPT KILL, FUNCTION KILL, FUNCTION STATS: answered at once, also by a node busy running
+    /// a script, which answers the connection check's PING with BUSY.
+    WhileBusy,
 }
 
 /// One client's connection to one node. Dropping it closes the connection.
@@ -191,8 +194,12 @@ impl Dedicate {
                     max: self.max_per_node,
                 })?;
         let settings = match purpose {
-            Purpose::State => &self.state,
+            Purpose::State | Purpose::WhileBusy => &self.state,
             Purpose::Blocking => &self.blocking,
+        };
+        let check = match purpose {
+            Purpose::WhileBusy => Check::Alive,
+            Purpose::State | Purpose::Blocking => Check::Serving,
         };
         let op_timeout = settings.op_timeout;
         let (conn, driver) = Conn::open_dedicated(
@@ -201,6 +208,7 @@ impl Dedicate {
             settings.clone(),
             self.metrics.clone(),
             self.health.clone(),
+            check,
         )
         .await
         .map_err(|e| {

@@ -53,6 +53,19 @@ impl SplitKind {
 pub enum FanOut {
     /// Ask every master, reply with the sum of their integer replies (DBSIZE).
     SumIntegers,
+    /// `SCRIPT LOAD`: every master's sha, which must agree; slotgate remembers the script, to load
+    /// it again where a master loses it.
+    ScriptLoad,
+    /// `SCRIPT FLUSH`: `+OK` from every master; slotgate forgets its scripts too.
+    ScriptFlush,
+    /// `SCRIPT EXISTS`: 1 only where every master has the script.
+    ScriptExists,
+    /// `FUNCTION LOAD`, `DELETE`, `FLUSH`, `RESTORE`: the same reply from every master.
+    Same,
+    /// `SCRIPT KILL`, `FUNCTION KILL`: `+OK` if any master killed one, else `NOTBUSY`.
+    Kill,
+    /// `FUNCTION STATS`: the reply of a master running a function, else the first master's.
+    FunctionStats,
 }
 
 /// The transaction commands: the session keeps their state, and a connection of the client's own

@@ -18,8 +18,8 @@ pub enum Reason {
     Monitor,
     /// The answer spans the whole keyspace, so it needs every master (not built yet).
     KeyspaceFanOut,
-    /// Script and function caches are per node, so these must reach every master (not built yet).
-    ScriptFanOut,
+    /// `SCRIPT DEBUG` turns the client's connection into a Lua debugging session.
+    ScriptDebug,
     /// Per-node administration: which node would it be? Use the node directly.
     Admin,
     /// slotgate has no users of its own to authenticate.
@@ -48,7 +48,9 @@ impl Reason {
             Reason::PubSub => "a pub/sub command slotgate does not know",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
             Reason::KeyspaceFanOut => "needs a fan-out to every master",
-            Reason::ScriptFanOut => "script and function management must reach every master",
+            Reason::ScriptDebug => {
+                "the Lua debugger needs a connection of its own; connect to the node itself"
+            }
             Reason::Admin => "server administration; connect to the node itself",
             Reason::Auth => "authentication is not supported",
             Reason::ClusterState => "slotgate manages cluster connection state itself",
@@ -66,7 +68,7 @@ impl Reason {
 
     /// Features that are planned read "not supported by slotgate yet"; the others are refusals by design.
     fn planned(self) -> bool {
-        matches!(self, Reason::KeyspaceFanOut | Reason::ScriptFanOut)
+        matches!(self, Reason::KeyspaceFanOut)
     }
 
     /// A stable label for metrics (never the error text).
@@ -76,7 +78,7 @@ impl Reason {
             Reason::PubSub => "pubsub",
             Reason::Monitor => "monitor",
             Reason::KeyspaceFanOut => "keyspace_fanout",
-            Reason::ScriptFanOut => "script_fanout",
+            Reason::ScriptDebug => "script_debug",
             Reason::Admin => "admin",
             Reason::Auth => "auth",
             Reason::ClusterState => "cluster_state",

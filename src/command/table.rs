@@ -8,7 +8,7 @@
 use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
-use super::traits::{Blocks, EntryTraits, Repeat};
+use super::traits::{Blocks, EntryTraits, Repeat, ScriptArg};
 use super::{FanOut, PubSubCommand, PubSubQuery, SplitKind, TxnCommand};
 
 /// What slotgate does with a command once its name and arity check out.
@@ -239,6 +239,12 @@ impl Entry {
         self
     }
 
+    /// Its first argument is a script body (`Body`) or a script's sha (`Sha`).
+    const fn script(mut self, arg: ScriptArg) -> Entry {
+        self.spec.traits.script = arg;
+        self
+    }
+
     /// Blocks only when given `option` before `until` (XREAD's BLOCK before STREAMS).
     const fn blocking_with(mut self, option: &'static [u8], until: &'static [u8]) -> Entry {
         self.spec.traits.blocks = Blocks::WithOption { option, until };
@@ -280,6 +286,11 @@ const fn any(name: &'static str, arity: i32) -> Entry {
 
 const fn split(name: &'static str, arity: i32, kind: SplitKind) -> Entry {
     entry(name, arity, Handling::Split(kind))
+}
+
+/// Sent to every serving master, their replies merged as one server's.
+const fn fan(name: &'static str, arity: i32, fan_out: FanOut) -> Entry {
+    entry(name, arity, Handling::FanOut(fan_out))
 }
 
 const fn local(name: &'static str, arity: i32, command: LocalCommand) -> Entry {
@@ -517,14 +528,38 @@ static BUILTIN: &[Entry] = &[
     key("GEOSEARCH", -7).ro(),
     range("GEOSEARCHSTORE", -8, 1, 2, 1),
     // --- scripting
-    numkeys("EVAL", -3, 2, false, Script),
-    numkeys("EVAL_RO", -3, 2, false, Script).ro(),
-    numkeys("EVALSHA", -3, 2, false, Script),
-    numkeys("EVALSHA_RO", -3, 2, false, Script).ro(),
+    numkeys("EVAL", -3, 2, false, Script).script(ScriptArg::Body),
+    numkeys("EVAL_RO", -3, 2, false, Script)
+        .ro()
+        .script(ScriptArg::Body),
+    numkeys("EVALSHA", -3, 2, false, Script).script(ScriptArg::Sha),
+    numkeys("EVALSHA_RO", -3, 2, false, Script)
+        .ro()
+        .script(ScriptArg::Sha),
     numkeys("FCALL", -3, 2, false, Function),
     numkeys("FCALL_RO", -3, 2, false, Function).ro(),
-    no("FUNCTION", -2, ScriptFanOut),
-    no("SCRIPT", -2, ScriptFanOut),
+    // Every master keeps its own libraries: changes go to all of them, and any one can tell
+    // what they hold (each was given the same LOADs, DELETEs and RESTOREs through slotgate).
+    // LIST and DUMP go to the client's own master for keyless commands, so they read over the
+    // connection that carried the client's earlier LOAD, after it.
+    container("FUNCTION", Unmatched::Unknown),
+    fan("FUNCTION|DELETE", 3, FanOut::Same),
+    any("FUNCTION|DUMP", 2),
+    fan("FUNCTION|FLUSH", -2, FanOut::Same),
+    any("FUNCTION|HELP", 2),
+    fan("FUNCTION|KILL", 2, FanOut::Kill),
+    any("FUNCTION|LIST", -2),
+    fan("FUNCTION|LOAD", -3, FanOut::Same),
+    fan("FUNCTION|RESTORE", -3, FanOut::Same),
+    fan("FUNCTION|STATS", 2, FanOut::FunctionStats),
+    // Every master keeps its own script cache, so the client's scripts go to all of them.
+    container("SCRIPT", Unmatched::Unknown),
+    no("SCRIPT|DEBUG", 3, ScriptDebug),
+    fan("SCRIPT|EXISTS", -3, FanOut::ScriptExists),
+    fan("SCRIPT|FLUSH", -2, FanOut::ScriptFlush),
+    any("SCRIPT|HELP", 2),
+    fan("SCRIPT|KILL", 2, FanOut::Kill),
+    fan("SCRIPT|LOAD", 3, FanOut::ScriptLoad),
     // --- connection
     no("AUTH", -2, Auth),
     container("CLIENT", Unmatched::Reject(ClientSubcommand)),

@@ -329,6 +329,8 @@ fn local_any_master_and_fan_out() {
         (&["CLIENT", "REPLY", "OFF"], L::ClientReply),
         (&["CLIENT", "NO-EVICT", "on"], L::ClientNoEvict),
         (&["CLIENT", "NO-TOUCH", "off"], L::ClientNoTouch),
+        (&["READONLY"], L::ReadOnly),
+        (&["readwrite"], L::ReadWrite),
         (&["HELLO", "2"], L::Hello),
         (&["INFO", "server"], L::Info),
         (&["RESET"], L::Reset),
@@ -353,6 +355,115 @@ fn local_any_master_and_fan_out() {
         error(&["PING", "a", "b"]),
         "ERR wrong number of arguments for 'ping' command"
     );
+}
+
+#[test]
+fn script_and_function_management_reaches_every_master() {
+    for (words, fan_out) in [
+        (&["SCRIPT", "LOAD", "return 1"][..], FanOut::ScriptLoad),
+        (&["script", "exists", "a", "b"], FanOut::ScriptExists),
+        (&["SCRIPT", "FLUSH"], FanOut::ScriptFlush),
+        (&["SCRIPT", "FLUSH", "ASYNC"], FanOut::ScriptFlush),
+        (&["SCRIPT", "KILL"], FanOut::Kill),
+        (&["FUNCTION", "KILL"], FanOut::Kill),
+        (&["FUNCTION", "LOAD", "REPLACE", "code"], FanOut::Same),
+        (&["function", "delete", "lib"], FanOut::Same),
+        (&["FUNCTION", "FLUSH", "SYNC"], FanOut::Same),
+        (&["FUNCTION", "RESTORE", "payload", "REPLACE"], FanOut::Same),
+        (&["FUNCTION", "STATS"], FanOut::FunctionStats),
+    ] {
+        assert_eq!(classify(words), Action::FanOut(fan_out), "{words:?}");
+    }
+    for words in [
+        &["FUNCTION", "LIST"][..],
+        &["FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "my*"],
+        &["FUNCTION", "DUMP"],
+        &["FUNCTION", "HELP"],
+        &["SCRIPT", "HELP"],
+    ] {
+        assert_eq!(classify(words), Action::AnyMaster, "{words:?}");
+    }
+}
+
+#[test]
+fn script_and_function_arguments_are_checked_as_redis_does() {
+    // Texts of redis-server 7.0.15.
+    for (words, line) in [
+        (
+            &["SCRIPT"][..],
+            "ERR wrong number of arguments for 'script' command",
+        ),
+        (
+            &["SCRIPT", "FOO"],
+            "ERR unknown subcommand 'FOO'. Try SCRIPT HELP.",
+        ),
+        (
+            &["script", "foo", "bar"],
+            "ERR unknown subcommand 'foo'. Try SCRIPT HELP.",
+        ),
+        (
+            &["SCRIPT", "LOAD"],
+            "ERR wrong number of arguments for 'script|load' command",
+        ),
+        (
+            &["script", "load", "a", "b"],
+            "ERR wrong number of arguments for 'script|load' command",
+        ),
+        (
+            &["SCRIPT", "EXISTS"],
+            "ERR wrong number of arguments for 'script|exists' command",
+        ),
+        (
+            &["SCRIPT", "KILL", "x"],
+            "ERR wrong number of arguments for 'script|kill' command",
+        ),
+        (
+            &["FUNCTION"],
+            "ERR wrong number of arguments for 'function' command",
+        ),
+        (
+            &["FUNCTION", "FOO"],
+            "ERR unknown subcommand 'FOO'. Try FUNCTION HELP.",
+        ),
+        (
+            &["FUNCTION", "LOAD"],
+            "ERR wrong number of arguments for 'function|load' command",
+        ),
+        (
+            &["FUNCTION", "DELETE"],
+            "ERR wrong number of arguments for 'function|delete' command",
+        ),
+    ] {
+        assert_eq!(error(words), line, "{words:?}");
+    }
+}
+
+#[test]
+fn scripts_say_whether_they_carry_a_body_or_a_sha() {
+    for words in [
+        &["EVAL", "return 1", "0"][..],
+        &["eval_ro", "return 1", "1", "k"],
+    ] {
+        let t = traits(words);
+        assert!(t.script_body() && !t.script_sha(), "{words:?}");
+    }
+    for words in [
+        &["EVALSHA", "abc", "0"][..],
+        &["evalsha_ro", "abc", "1", "k"],
+    ] {
+        let t = traits(words);
+        assert!(t.script_sha() && !t.script_body(), "{words:?}");
+    }
+    for words in [
+        &["FCALL", "f", "0"][..],
+        &["GET", "k"],
+        &["SCRIPT", "LOAD", "x"],
+    ] {
+        let t = traits(words);
+        assert!(!t.script_sha() && !t.script_body(), "{words:?}");
+    }
+    // A refused EVALSHA is never sent, so nothing is healed.
+    assert!(!traits(&["EVALSHA", "abc", "x"]).script_sha());
 }
 
 // ---------------------------------------------------------------- rejections
@@ -472,8 +583,10 @@ fn rejected_commands_name_themselves() {
         (&["RANDOMKEY"], "'RANDOMKEY'"),
         (&["FLUSHALL"], "'FLUSHALL'"),
         (&["FLUSHDB", "ASYNC"], "'FLUSHDB'"),
-        (&["SCRIPT", "LOAD", "return 1"], "'SCRIPT'"),
-        (&["FUNCTION", "LIST"], "'FUNCTION'"),
+        (
+            &["script", "debug", "yes"],
+            "'SCRIPT DEBUG' is not supported by slotgate (the Lua debugger",
+        ),
         (
             &["CONFIG", "GET", "maxmemory"],
             "'CONFIG' is not supported by slotgate (server administration",
@@ -494,8 +607,6 @@ fn rejected_commands_name_themselves() {
             "'AUTH' is not supported by slotgate (authentication is not supported)",
         ),
         (&["MIGRATE", "h", "6379", "k", "0", "1000"], "'MIGRATE'"),
-        (&["READONLY"], "'READONLY'"),
-        (&["READWRITE"], "'READWRITE'"),
         (&["ASKING"], "'ASKING'"),
         (
             &["SWAPDB", "0", "1"],
@@ -1096,7 +1207,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::PubSub,
         Reason::Monitor,
         Reason::KeyspaceFanOut,
-        Reason::ScriptFanOut,
+        Reason::ScriptDebug,
         Reason::Admin,
         Reason::Auth,
         Reason::ClusterState,

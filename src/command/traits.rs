@@ -44,6 +44,17 @@ impl Blocks {
     }
 }
 
+/// What an `EVAL`-family command's first argument is to slotgate, which remembers scripts so that
+/// a master that lost one (NOSCRIPT) can be given it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScriptArg {
+    None,
+    /// A script body, which Redis caches under its SHA1 (EVAL, EVAL_RO).
+    Body,
+    /// A script's sha (EVALSHA, EVALSHA_RO): its NOSCRIPT may be healed.
+    Sha,
+}
+
 /// The table's word on one command, fixed per entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct EntryTraits {
@@ -56,6 +67,7 @@ pub(crate) struct EntryTraits {
     pub(crate) reserved: bool,
     /// It may hold the connection it runs on for as long as it waits.
     pub(crate) blocks: Blocks,
+    pub(crate) script: ScriptArg,
 }
 
 impl EntryTraits {
@@ -64,6 +76,7 @@ impl EntryTraits {
         repeat: Repeat::Never,
         reserved: false,
         blocks: Blocks::Never,
+        script: ScriptArg::None,
     };
 
     /// The traits of one request of this command; only the repeat rule looks at the arguments.
@@ -90,6 +103,11 @@ impl EntryTraits {
         if self.blocks.resolve(args) {
             bits |= Traits::BLOCKING;
         }
+        bits |= match self.script {
+            ScriptArg::None => 0,
+            ScriptArg::Body => Traits::SCRIPT_BODY,
+            ScriptArg::Sha => Traits::SCRIPT_SHA,
+        };
         Traits { bits }
     }
 }
@@ -106,6 +124,8 @@ impl Traits {
     const REPLAY_SAFE: u8 = 2;
     const RESERVED: u8 = 4;
     const BLOCKING: u8 = 8;
+    const SCRIPT_BODY: u8 = 16;
+    const SCRIPT_SHA: u8 = 32;
 
     /// Changes nothing: may run on a replica.
     pub fn readonly(self) -> bool {
@@ -127,6 +147,18 @@ impl Traits {
     /// exempt from the operation timeout, and the client waits for it as on one Redis server.
     pub fn blocking(self) -> bool {
         self.bits & Self::BLOCKING != 0
+    }
+
+    /// Its first argument is a Lua script (EVAL, EVAL_RO) that slotgate remembers, so that a
+    /// later EVALSHA of it can be healed.
+    pub fn script_body(self) -> bool {
+        self.bits & Self::SCRIPT_BODY != 0
+    }
+
+    /// Its first argument names a script by sha (EVALSHA, EVALSHA_RO): a NOSCRIPT from the node
+    /// is healed by loading the script there and sending it again.
+    pub fn script_sha(self) -> bool {
+        self.bits & Self::SCRIPT_SHA != 0
     }
 }
 

@@ -640,6 +640,9 @@ impl Session {
                 // only replies that can pile up behind others are counted as they arrive. That
                 // keeps the accounting off the unpipelined request path.
                 let counted = (!self.inflight.is_empty()).then_some(budget);
+                if plan.traits.script_body() {
+                    self.fe.router.remember_script(&req);
+                }
                 if let Some(started) = self.fe.router.start(&req, plan, lane, counted) {
                     self.inflight.fast(req, started);
                     return;

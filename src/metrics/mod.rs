@@ -45,7 +45,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "pubsub",
     "monitor",
     "keyspace_fanout",
-    "script_fanout",
+    "script_debug",
     "admin",
     "auth",
     "cluster_state",
@@ -91,6 +91,9 @@ pub struct Metrics {
     pub backend_reconnects_total: IntCounter,
     /// Client input that was not valid RESP or broke a protocol limit.
     pub protocol_errors_total: IntCounter,
+    /// EVALSHA requests a master answered NOSCRIPT, sent again after slotgate loaded the script
+    /// there: after a failover or a restart, one per script and master is expected.
+    pub noscript_heals: IntCounter,
     /// Clients disconnected for leaving too many bytes of replies unread, by the limit broken.
     output_limit: IntCounterVec,
     /// Error replies slotgate made itself, by kind (one of [`ERROR_KINDS`]); errors the nodes
@@ -189,6 +192,10 @@ impl Metrics {
                 "slotgate_protocol_errors_total",
                 "Client input rejected as invalid RESP or over a limit.",
             ),
+            noscript_heals: counter(
+                "slotgate_noscript_heals_total",
+                "EVALSHA requests answered NOSCRIPT, sent again after the script was loaded there.",
+            ),
             errors,
             output_limit,
             registry,
@@ -261,6 +268,7 @@ mod tests {
                 "slotgate_client_connections_total",
                 "slotgate_dedicated_connections",
                 "slotgate_errors_total",
+                "slotgate_noscript_heals_total",
                 "slotgate_output_limit_disconnects_total",
                 "slotgate_protocol_errors_total",
                 "slotgate_redirections_total",

@@ -14,14 +14,14 @@ use super::split;
 use crate::backend::{BackendError, Lane, Node, PendingReply};
 use crate::budget::Budget;
 use crate::cluster::Slot;
-use crate::command::{Action, Plan};
+use crate::command::{Action, Plan, Traits};
 use crate::order::Turn;
 use crate::protocol::{Reply, Request};
 
 /// A request on the fast path, sent and awaiting its reply.
 pub struct Started {
     slot: Slot,
-    replay_safe: bool,
+    traits: Traits,
     /// Sent with the client's budget: its reply counts there from its arrival.
     budgeted: bool,
     node: Arc<Node>,
@@ -31,7 +31,7 @@ pub struct Started {
 /// What came back for a [`Started`] request that the fast path cannot finish on its own.
 pub struct Unsettled {
     slot: Slot,
-    replay_safe: bool,
+    traits: Traits,
     node: Arc<Node>,
     outcome: Result<Reply, BackendError>,
 }
@@ -47,10 +47,10 @@ impl Started {
         let budget = self.budgeted.then_some(budget);
         let outcome = std::task::ready!(self.reply.poll_reply(cx, &self.node, budget));
         Poll::Ready(match outcome {
-            Ok(reply) if is_final(&reply) => Ok(reply),
+            Ok(reply) if is_final(&reply, self.traits) => Ok(reply),
             outcome => Err(Unsettled {
                 slot: self.slot,
-                replay_safe: self.replay_safe,
+                traits: self.traits,
                 node: self.node.clone(),
                 outcome,
             }),
@@ -58,10 +58,14 @@ impl Started {
     }
 }
 
-/// A reply the router would pass through untouched: anything but a redirection or the cluster
-/// refusing the command while it reconfigures.
-fn is_final(reply: &Reply) -> bool {
-    reply.error().is_none() || !(redirect::is_redirect(reply) || redirect::is_cluster_down(reply))
+/// A reply the router would pass through untouched: anything but a redirection, the cluster
+/// refusing the command while it reconfigures, or an EVALSHA's NOSCRIPT, which the router heals.
+/// Only error replies are looked into.
+fn is_final(reply: &Reply, traits: Traits) -> bool {
+    reply.error().is_none()
+        || !(redirect::is_redirect(reply)
+            || redirect::is_cluster_down(reply)
+            || (traits.script_sha() && redirect::is_noscript(reply)))
 }
 
 impl Router {
@@ -91,7 +95,7 @@ impl Router {
         let reply = node.try_send(req.to_resp(), lane, budget)?;
         Some(Started {
             slot,
-            replay_safe: plan.traits.replay_safe(),
+            traits: plan.traits,
             budgeted: budget.is_some(),
             node,
             reply,
@@ -109,11 +113,14 @@ impl Router {
     ) -> Reply {
         let Unsettled {
             slot,
-            replay_safe,
+            traits,
             node,
             outcome,
         } = unsettled;
-        let follow = self.follow_for(slot, replay_safe);
+        let sha = traits.script_sha().then(|| req.args().get(1).cloned());
+        let follow = self
+            .follow_for(slot, traits.replay_safe())
+            .healing(sha.flatten());
         let result = self
             .follow(
                 follow,

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::error::RouteError;
 use super::redirect::{self, Redirect};
 use crate::backend::BackendError;
@@ -27,6 +29,13 @@ pub(super) enum Next {
     Ask { addr: NodeAddr },
     /// A multi-key request met a half-migrated slot: wait this long, then send again.
     TryAgain(Duration),
+    /// The node at `addr` lacks the EVALSHA's script: load the script named `sha` there, then
+    /// send the request to it again; if slotgate does not know the script, answer `otherwise`.
+    Heal {
+        sha: Bytes,
+        addr: NodeAddr,
+        otherwise: Result<Reply, RouteError>,
+    },
 }
 
 /// Where the next attempt of one request goes, and how many redirections it has followed.
@@ -38,6 +47,10 @@ pub(super) struct Follow {
     redirects: u32,
     /// Set by a redirection, used by the next attempt only.
     detour: Option<(NodeAddr, bool)>,
+    /// The last attempt followed an ASK: one sent to the same node again must ask again.
+    asked: bool,
+    /// An EVALSHA's sha, until its one NOSCRIPT has been healed.
+    heal: Option<Bytes>,
 }
 
 impl Follow {
@@ -49,7 +62,15 @@ impl Follow {
             max_redirects,
             redirects: 0,
             detour: None,
+            asked: false,
+            heal: None,
         }
+    }
+
+    /// For an EVALSHA of the script named `sha`: a NOSCRIPT is healed, once.
+    pub(super) fn healing(mut self, sha: Option<Bytes>) -> Follow {
+        self.heal = sha;
+        self
     }
 
     pub(super) fn slot(&self) -> Slot {
@@ -59,7 +80,9 @@ impl Follow {
     /// Where a redirection sent the next attempt, and whether it must `ASK`; `None` means the
     /// slot's owner in the current map.
     pub(super) fn take_detour(&mut self) -> Option<(NodeAddr, bool)> {
-        self.detour.take()
+        let detour = self.detour.take();
+        self.asked = detour.as_ref().is_some_and(|&(_, asking)| asking);
+        detour
     }
 
     /// The slot map has no owner for the slot.
@@ -96,6 +119,9 @@ impl Follow {
                     otherwise: Ok(reply),
                 };
             }
+            if redirect::is_noscript(&reply) {
+                return self.after_noscript(reply, replied_by);
+            }
             return Next::Done(Ok(reply));
         };
         self.redirects += 1;
@@ -115,6 +141,21 @@ impl Follow {
                 Next::Ask { addr }
             }
             Redirect::TryAgain => Next::TryAgain(Duration::from_millis(5 << self.redirects.min(6))),
+        }
+    }
+
+    /// An EVALSHA that met a node without its script did not run: heal it there and send it to
+    /// the same node again, once. Anything else with NOSCRIPT is the client's answer.
+    fn after_noscript(&mut self, reply: Reply, replied_by: &str) -> Next {
+        let Some(sha) = self.heal.take() else {
+            return Next::Done(Ok(reply));
+        };
+        let addr = NodeAddr::from(replied_by);
+        self.detour = Some((addr.clone(), self.asked));
+        Next::Heal {
+            sha,
+            addr,
+            otherwise: Ok(reply),
         }
     }
 }
@@ -266,6 +307,48 @@ mod tests {
             follow(true).after_error(timeout),
             Next::Hold { .. }
         ));
+    }
+
+    const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+
+    #[test]
+    fn an_evalshas_noscript_is_healed_once_at_the_node_that_said_it() {
+        let sha = Bytes::from_static(b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        let mut f = follow(false).healing(Some(sha.clone()));
+        let noscript = Reply::error_line(NOSCRIPT);
+        assert_eq!(
+            f.after_reply(noscript.clone(), "n:1"),
+            Next::Heal {
+                sha,
+                addr: "n:1".into(),
+                otherwise: Ok(noscript.clone())
+            }
+        );
+        assert_eq!(f.take_detour(), Some(("n:1".into(), false)));
+        // Loaded and sent again, still NOSCRIPT: the client's answer.
+        assert_eq!(
+            f.after_reply(noscript.clone(), "n:1"),
+            Next::Done(Ok(noscript))
+        );
+    }
+
+    #[test]
+    fn a_noscript_after_ask_asks_again_when_sent_again() {
+        let mut f = follow(false).healing(Some(Bytes::from_static(b"sha")));
+        f.after_reply(Reply::error_line("ASK 3999 n:2"), "n:1");
+        assert_eq!(f.take_detour(), Some(("n:2".into(), true)));
+        let next = f.after_reply(Reply::error_line(NOSCRIPT), "n:2");
+        assert!(matches!(next, Next::Heal { .. }), "{next:?}");
+        assert_eq!(f.take_detour(), Some(("n:2".into(), true)));
+    }
+
+    #[test]
+    fn noscript_for_anything_but_an_evalsha_is_the_answer() {
+        let noscript = Reply::error_line(NOSCRIPT);
+        assert_eq!(
+            follow(false).after_reply(noscript.clone(), "n:1"),
+            Next::Done(Ok(noscript))
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@ mod router;
 #[cfg(test)]
 mod router_tests;
 mod routers;
+mod script_cache;
+mod script_merge;
+mod scripts;
 pub mod split;
 mod table;
 mod transaction;
@@ -22,4 +25,5 @@ pub use fast::{Started, Unsettled};
 pub use read_from::ReadFrom;
 pub use router::{RouteSettings, Router};
 pub use routers::Routers;
+pub use script_cache::{ScriptCache, ScriptLimits};
 pub use transaction::{Reservation, Reserved};

@@ -1,5 +1,6 @@
 //! Recognising the cluster's redirection and retry errors by their first word, as the cluster
-//! protocol defines them. Only the error's prefix is inspected: replies are never parsed deeply.
+//! protocol defines them (and NOSCRIPT, Redis' code for a script a node lacks). Only the error's
+//! prefix is inspected: replies are never parsed deeply.
 
 use crate::cluster::{NodeAddr, Slot};
 use crate::protocol::Reply;
@@ -47,6 +48,12 @@ pub fn is_unblocked(reply: &Reply) -> bool {
     reply
         .error()
         .is_some_and(|e| e.starts_with(b"UNBLOCKED force unblock"))
+}
+
+/// The node has no script by that sha: for an EVALSHA, it did not run, and it may be sent again
+/// once the script is loaded there.
+pub fn is_noscript(reply: &Reply) -> bool {
+    reply.error().is_some_and(|e| e.starts_with(b"NOSCRIPT"))
 }
 
 /// Errors that mean the cluster itself is reconfiguring: worth a slot map refresh.

@@ -13,12 +13,13 @@ use super::follow::{Follow, Next};
 use super::merge::{merge, sum_integers, PartFailure, PartResult};
 use super::read_from::ReadFrom;
 use super::redirect::{self, Redirect};
+use super::script_cache::ScriptCache;
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
-use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::command::{Action, CommandTable, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
 use crate::protocol::{encode_command, Proto, Reply, Request};
@@ -43,8 +44,10 @@ pub struct Router {
     pub(super) pool: Pool,
     pub(super) trigger: RefreshTrigger,
     pub(super) settings: RouteSettings,
-    metrics: Arc<Metrics>,
-    disruptions: Arc<Disruptions>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) disruptions: Arc<Disruptions>,
+    /// The scripts clients loaded through slotgate, shared by every worker.
+    pub(super) scripts: Arc<ScriptCache>,
 }
 
 impl Router {
@@ -54,6 +57,7 @@ impl Router {
         settings: RouteSettings,
         metrics: Arc<Metrics>,
         disruptions: Arc<Disruptions>,
+        scripts: Arc<ScriptCache>,
     ) -> Router {
         let table = RouteTable::build(Topology::empty(), &pool, settings.read_from.uses_replicas());
         Router {
@@ -64,6 +68,7 @@ impl Router {
             settings,
             metrics,
             disruptions,
+            scripts,
         }
     }
 
@@ -110,6 +115,11 @@ impl Router {
             lane,
             replica_read: lane.replica_reads && plan.traits.readonly(),
             replay_safe: plan.traits.replay_safe(),
+            sha: plan
+                .traits
+                .script_sha()
+                .then(|| req.args().get(1))
+                .flatten(),
             turn: &turn,
             budget: budget.as_ref(),
         };
@@ -117,7 +127,7 @@ impl Router {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
-            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), lane).await,
+            Action::FanOut(kind) => self.fan_out_merged(req, kind, how).await,
             Action::Local(_)
             | Action::Transaction(_)
             | Action::PubSub(_)
@@ -173,6 +183,7 @@ impl Router {
         merge(kind, &parts, results)
     }
 
+    /// An EVALSHA's NOSCRIPT is healed here too: keyless, it has no slot to follow.
     async fn any_master(&self, bytes: Bytes, how: Delivery<'_>) -> Result<Reply, RouteError> {
         let node = {
             let table = self.table.load();
@@ -183,11 +194,21 @@ impl Router {
             }
             masters[how.lane.affinity % masters.len()].clone()
         };
-        Ok(node.send(bytes, 0, how.lane, how.budget).await?)
+        let reply = node.send(bytes.clone(), 0, how.lane, how.budget).await?;
+        match how.sha {
+            Some(sha) if redirect::is_noscript(&reply) => {
+                if !self.heal(&node, sha, how.lane).await {
+                    return Ok(reply);
+                }
+                how.turn.wait().await;
+                Ok(node.send(bytes, 0, how.lane, how.budget).await?)
+            }
+            _ => Ok(reply),
+        }
     }
 
     /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
-    async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
+    pub(super) async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
         match sum_integers(self.fan_out(bytes, lane).await) {
             Ok(sum) => Ok(Reply::integer_reply(sum)),
             Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
@@ -246,7 +267,9 @@ impl Router {
         bytes: Bytes,
         how: Delivery<'_>,
     ) -> Result<Reply, RouteError> {
-        let follow = self.follow_for(slot, how.replay_safe);
+        let follow = self
+            .follow_for(slot, how.replay_safe)
+            .healing(how.sha.cloned());
         let via = Via::Shared {
             lane: how.lane,
             budget: how.budget,
@@ -330,6 +353,15 @@ impl Router {
                     self.apply_moved(slot, &addr);
                 }
                 Next::Ask { .. } => self.metrics.redirections_ask.inc(),
+                Next::Heal {
+                    sha,
+                    addr,
+                    otherwise,
+                } => {
+                    if !self.heal(&self.pool.node(&addr), &sha, via.lane()).await {
+                        return otherwise;
+                    }
+                }
                 Next::TryAgain(backoff) => {
                     self.disruptions.disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
@@ -492,12 +524,14 @@ impl Router {
 
 /// How one request is sent, the same for every part of a split one.
 #[derive(Clone, Copy)]
-struct Delivery<'a> {
-    lane: Lane,
+pub(super) struct Delivery<'a> {
+    pub(super) lane: Lane,
     /// A read-only command of a client whose reads may go to replicas.
-    replica_read: bool,
+    pub(super) replica_read: bool,
     replay_safe: bool,
-    turn: &'a Turn,
+    /// An EVALSHA's sha: its NOSCRIPT is healed.
+    sha: Option<&'a Bytes>,
+    pub(super) turn: &'a Turn,
     budget: Option<&'a Arc<Budget>>,
 }
 
@@ -514,4 +548,18 @@ pub(super) enum Via<'a> {
     /// block; closed after its reply, so dropping the request (its client left) cancels the
     /// command on the node.
     Blocking(Proto),
+}
+
+impl Via<'_> {
+    /// The shared connections for slotgate's own commands made on the request's behalf (a
+    /// script loaded to heal it), in the request's protocol.
+    fn lane(self) -> Lane {
+        match self {
+            Via::Shared { lane, .. } => lane,
+            Via::Blocking(proto) => Lane {
+                proto,
+                ..Lane::INTERNAL
+            },
+        }
+    }
 }

@@ -127,3 +127,131 @@ async fn cross_slot_keys_are_refused_without_a_round_trip() {
     let text = metrics.encode_text().unwrap();
     assert!(text.contains("slotgate_errors_total{kind=\"crossslot\"} 1"));
 }
+
+/// A master that lost its scripts: EVALSHA gets NOSCRIPT until SCRIPT LOAD brings the script back.
+/// Every command it sees is logged.
+async fn forgetful_node() -> (crate::cluster::NodeAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (node, _) = fake_node(Arc::new(move |args: &[Bytes], _| {
+        let words: Vec<String> = args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        seen.lock().unwrap().push(words.join(" "));
+        let reply: &'static [u8] = match words[0].to_ascii_uppercase().as_str() {
+            "SCRIPT" if words[1].eq_ignore_ascii_case("LOAD") => {
+                loaded.store(true, Ordering::SeqCst);
+                b"$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n"
+            }
+            "SCRIPT" => b"+OK\r\n",
+            _ if loaded.load(Ordering::SeqCst) => b":1\r\n",
+            _ => b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+        };
+        Answer::Reply(Bytes::from_static(reply))
+    }))
+    .await;
+    (node, log)
+}
+
+const SHA: &str = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+
+#[tokio::test]
+async fn an_evalsha_of_an_evald_script_is_healed_where_the_script_was_lost() {
+    let (node, log) = forgetful_node().await;
+    let metrics = Arc::new(Metrics::new());
+    let router = router(metrics.clone());
+    router.install(&all_slots_at(&node));
+    router.remember_script(&request(&["EVAL", "return 1", "1", "k"]));
+
+    assert_eq!(
+        run(&router, &["EVALSHA", SHA, "1", "k"]).await,
+        Reply::integer_reply(1)
+    );
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("EVALSHA {SHA} 1 k"),
+            "SCRIPT LOAD return 1".to_owned(),
+            format!("EVALSHA {SHA} 1 k"),
+        ]
+    );
+    assert_eq!(metrics.noscript_heals.get(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_sha_gets_the_nodes_noscript() {
+    let (node, log) = forgetful_node().await;
+    let router = router(Arc::new(Metrics::new()));
+    router.install(&all_slots_at(&node));
+    for words in [&["EVALSHA", SHA, "1", "k"][..], &["EVALSHA_RO", SHA, "0"]] {
+        assert_eq!(
+            run(&router, words).await,
+            Reply::error_line("NOSCRIPT No matching script. Please use EVAL.")
+        );
+    }
+    assert_eq!(
+        log.lock().unwrap().len(),
+        2,
+        "nothing loaded, nothing sent again"
+    );
+}
+
+#[tokio::test]
+async fn a_keyless_evalsha_of_a_loaded_script_is_healed_too() {
+    let (node, log) = forgetful_node().await;
+    let router = router(Arc::new(Metrics::new()));
+    router.install(&all_slots_at(&node));
+    // SCRIPT LOAD through slotgate remembers it (the node forgets it again below).
+    let sha = Reply::bulk(SHA.as_bytes());
+    assert_eq!(run(&router, &["SCRIPT", "LOAD", "return 1"]).await, sha);
+    let (node2, log2) = forgetful_node().await;
+    router.install(&all_slots_at(&node2));
+
+    assert_eq!(
+        run(&router, &["evalsha_ro", &SHA.to_ascii_uppercase(), "0"]).await,
+        Reply::integer_reply(1)
+    );
+    assert_eq!(log.lock().unwrap().len(), 1);
+    assert_eq!(log2.lock().unwrap()[1], "SCRIPT LOAD return 1");
+    assert_eq!(log2.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn script_flush_forgets_what_slotgate_would_heal_with() {
+    let (node, log) = forgetful_node().await;
+    let router = router(Arc::new(Metrics::new()));
+    router.install(&all_slots_at(&node));
+    router.remember_script(&request(&["EVAL", "return 1", "0"]));
+    assert_eq!(run(&router, &["SCRIPT", "FLUSH"]).await, Reply::ok());
+    assert_eq!(
+        run(&router, &["EVALSHA", SHA, "0"]).await,
+        Reply::error_line("NOSCRIPT No matching script. Please use EVAL.")
+    );
+    assert_eq!(log.lock().unwrap().len(), 2);
+}
+
+/// The session's fast path hands the NOSCRIPT of an EVALSHA to the router instead of the client.
+#[tokio::test]
+async fn the_fast_path_hands_noscript_to_the_router() {
+    let (node, log) = forgetful_node().await;
+    let router = router(Arc::new(Metrics::new()));
+    router.install(&all_slots_at(&node));
+    router.remember_script(&request(&["EVAL", "return 1", "1", "k"]));
+    let req = request(&["EVALSHA", SHA, "1", "k"]);
+    let plan = CommandTable::builtin().classify(&req);
+    let mut started = router.start(&req, plan, Lane::default(), None).unwrap();
+    let budget = crate::budget::Budget::new(crate::budget::OutputLimits {
+        hard: 1 << 20,
+        soft: 0,
+        soft_for: std::time::Duration::ZERO,
+    });
+    let settled = std::future::poll_fn(|cx| started.poll_settled(cx, &budget)).await;
+    let Err(unsettled) = settled else {
+        panic!("a NOSCRIPT for an EVALSHA is not the client's answer");
+    };
+    let reply = router.resume(&req, unsettled, Lane::default(), None).await;
+    assert_eq!(reply, Reply::integer_reply(1));
+    assert_eq!(log.lock().unwrap().len(), 3);
+}

@@ -16,6 +16,7 @@ mod pubsub;
 mod raw;
 mod replicas;
 mod resp3;
+mod scripts;
 mod shards;
 mod slow;
 mod transactions;
