@@ -29,4 +29,8 @@ pub enum LocalCommand {
     Info,
     /// `RESET`: optional for the session.
     Reset,
+    /// `CLUSTER KEYSLOT key`: the one CLUSTER subcommand that needs no cluster state, so tools
+    /// that compute slots keep working although every other one is refused as on a standalone
+    /// server.
+    ClusterKeyslot,
 }

@@ -185,6 +185,7 @@ impl CommandTable {
             Handling::PubSub(command) => Action::PubSub(command),
             Handling::PubSubQuery(query) => Action::PubSubQuery(query),
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
+            Handling::Standalone => return Err(RejectKind::ClusterDisabled),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),
         };

@@ -64,6 +64,9 @@ pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (R
             Reply::simple("RESET")
         }
         LocalCommand::Info => return (Reply::ok(), After::Info),
+        LocalCommand::ClusterKeyslot => {
+            Reply::integer_reply(i64::from(crate::cluster::Slot::for_key(&args[2]).get()))
+        }
     };
     (reply, After::Continue)
 }

@@ -51,6 +51,8 @@ pub const ERROR_KINDS: &[&str] = &[
     "client_subcommand",
     "movable_keys",
     "no_keys",
+    "node_config",
+    "cluster_disabled",
 ];
 
 /// The proxy's metrics. Cheap to share behind an `Arc`; every field is lock-free to update.
