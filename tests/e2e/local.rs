@@ -29,7 +29,7 @@ fn handshake_commands() {
     };
     assert_eq!(hello[4], Value::BulkString(b"proto".to_vec()));
     assert_eq!(hello[5], Value::Int(2));
-    assert!(q_err(&mut c, &["HELLO", "3"]).contains("NOPROTO"));
+    assert!(q_err(&mut c, &["HELLO", "4"]).contains("NOPROTO"));
 }
 
 #[test]
