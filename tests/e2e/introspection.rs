@@ -196,6 +196,23 @@ fn instantaneous_ops_per_sec_counts_slotgates_commands() {
 }
 
 #[test]
+fn blocked_clients_counts_a_client_in_blpop() {
+    let mut blocker = env().proxy.client();
+    let waiter = std::thread::spawn(move || q(&mut blocker, &["BLPOP", "intro:blocked", "20"]));
+    let mut c = env().proxy.client();
+    let start = Instant::now();
+    while number(&info_text(&mut c, &["INFO", "clients"]), "blocked_clients") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "blocked_clients stayed 0"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    q(&mut c, &["RPUSH", "intro:blocked", "x"]);
+    assert!(matches!(waiter.join().unwrap(), Value::Array(_)));
+}
+
+#[test]
 fn info_in_resp3_is_a_verbatim_string() {
     let mut c = resp3_client();
     let reply = text(&ask(&mut c, "INFO server"));
