@@ -76,6 +76,7 @@ pub async fn run(
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let settings = session_settings(&config, port, backend);
     let first = Frontend::new(routers[0].clone(), metrics, settings);
+    tokio::spawn(first.sample_ops(stop.clone().cancelled_owned()));
     let workers: Vec<Arc<Worker>> = runtimes
         .into_iter()
         .zip(routers)

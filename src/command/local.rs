@@ -43,4 +43,8 @@ pub enum LocalCommand {
     ReadOnly,
     /// `READWRITE`: the client's reads go to masters.
     ReadWrite,
+    /// `CLUSTER KEYSLOT key`: the one CLUSTER subcommand that needs no cluster state, so tools
+    /// that compute slots keep working although every other one is refused as on a standalone
+    /// server.
+    ClusterKeyslot,
 }

@@ -206,6 +206,7 @@ impl CommandTable {
                 Action::Wait
             }
             Handling::Reject(reason) => return Err(RejectKind::Unsupported { reason, subcommand }),
+            Handling::Standalone => return Err(RejectKind::ClusterDisabled),
             // Subcommand entries are never containers themselves (Redis has one level).
             Handling::Container(unmatched) => return Err(unmatched.reject()),
         };

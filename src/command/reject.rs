@@ -36,6 +36,9 @@ pub enum Reason {
     MovableKeys,
     /// A learned command without keys that may change server state: no node is the right one.
     NoKeys,
+    /// CONFIG SET, REWRITE and RESETSTAT would have to change every node alike, and a proxy
+    /// cannot make that happen consistently (a node may fail half way, or join later).
+    NodeConfig,
 }
 
 impl Reason {
@@ -63,6 +66,9 @@ impl Reason {
             }
             Reason::MovableKeys => "its key positions depend on its arguments",
             Reason::NoKeys => "it has no keys, so no node is the right one to run it",
+            Reason::NodeConfig => {
+                "a proxy cannot change every node consistently; configure the nodes directly"
+            }
         }
     }
 
@@ -87,6 +93,7 @@ impl Reason {
             Reason::ClientPause => "client_pause",
             Reason::MovableKeys => "movable_keys",
             Reason::NoKeys => "no_keys",
+            Reason::NodeConfig => "node_config",
         }
     }
 }
@@ -140,6 +147,9 @@ pub enum RejectKind {
     },
     /// The arguments that locate the keys are malformed.
     BadArguments(ArgError),
+    /// A CLUSTER subcommand: slotgate shows clients a server without cluster support, so that
+    /// they never try cluster discovery through it.
+    ClusterDisabled,
 }
 
 impl RejectKind {
@@ -178,6 +188,7 @@ impl RejectKind {
                 command: lossy(name).to_ascii_lowercase(),
             },
             RejectKind::BadArguments(error) => Rejection::BadArguments(error),
+            RejectKind::ClusterDisabled => Rejection::ClusterDisabled,
         }
     }
 
@@ -189,6 +200,7 @@ impl RejectKind {
             RejectKind::UnknownSubcommand => "unknown_subcommand",
             RejectKind::Unsupported { reason, .. } => reason.label(),
             RejectKind::BadArguments(_) => "bad_arguments",
+            RejectKind::ClusterDisabled => "cluster_disabled",
         }
     }
 }
@@ -211,6 +223,10 @@ pub enum Rejection {
     NoInputKey { command: String },
     #[error("ERR {}", arg_error_text(*.0))]
     BadArguments(ArgError),
+    /// Byte for byte what redis-server 7.0 answers every CLUSTER subcommand when it runs without
+    /// `cluster-enabled`.
+    #[error("ERR This instance has cluster support disabled")]
+    ClusterDisabled,
 }
 
 fn arg_error_text(error: ArgError) -> &'static str {

@@ -27,6 +27,9 @@ pub(crate) enum Handling {
     /// `WAIT numreplicas timeout`, asked of every serving master.
     Wait,
     Reject(Reason),
+    /// Refused as Redis refuses it when cluster support is off: slotgate shows clients one
+    /// standalone server.
+    Standalone,
     /// A container (OBJECT, CLIENT, ...): `args[1]` picks a `NAME|SUB` entry, which has its own arity
     /// and handling; `unmatched` says what a subcommand without an entry gets.
     Container(Unmatched),
@@ -299,6 +302,10 @@ const fn local(name: &'static str, arity: i32, command: LocalCommand) -> Entry {
 
 const fn no(name: &'static str, arity: i32, reason: Reason) -> Entry {
     entry(name, arity, Handling::Reject(reason))
+}
+
+const fn standalone(name: &'static str, arity: i32) -> Entry {
+    entry(name, arity, Handling::Standalone)
 }
 
 const fn txn(name: &'static str, arity: i32, command: TxnCommand) -> Entry {
@@ -589,7 +596,14 @@ static BUILTIN: &[Entry] = &[
     // Every form (COUNT, INFO, DOCS, GETKEYS, LIST, ...) describes the command set, the same on every
     // master; the node checks the subcommand's arity itself.
     any("COMMAND", -1),
-    no("CONFIG", -2, Admin),
+    // A node's settings are read from any master (they are set alike across the cluster); a change
+    // would have to reach every node, and slotgate cannot make that consistent.
+    container("CONFIG", Unmatched::Unknown),
+    any("CONFIG|GET", -3),
+    any("CONFIG|HELP", 2),
+    no("CONFIG|RESETSTAT", 2, NodeConfig),
+    no("CONFIG|REWRITE", 2, NodeConfig),
+    no("CONFIG|SET", -4, NodeConfig),
     entry("DBSIZE", 1, Handling::FanOut(FanOut::SumIntegers)).ro(),
     no("DEBUG", -2, Admin),
     no("FAILOVER", -1, Admin),
@@ -625,7 +639,36 @@ static BUILTIN: &[Entry] = &[
     no("WAITAOF", 4, Blocking),
     // --- cluster
     no("ASKING", 1, ClusterState),
-    no("CLUSTER", -2, Admin),
+    // Answered as a server without cluster support answers them, so that a client probing for
+    // cluster mode stays in standalone mode; only KEYSLOT, pure arithmetic, is answered.
+    container("CLUSTER", Unmatched::Unknown),
+    standalone("CLUSTER|ADDSLOTS", -3),
+    standalone("CLUSTER|ADDSLOTSRANGE", -4),
+    standalone("CLUSTER|BUMPEPOCH", 2),
+    standalone("CLUSTER|COUNT-FAILURE-REPORTS", 3),
+    standalone("CLUSTER|COUNTKEYSINSLOT", 3),
+    standalone("CLUSTER|DELSLOTS", -3),
+    standalone("CLUSTER|DELSLOTSRANGE", -4),
+    standalone("CLUSTER|FAILOVER", -2),
+    standalone("CLUSTER|FLUSHSLOTS", 2),
+    standalone("CLUSTER|FORGET", 3),
+    standalone("CLUSTER|GETKEYSINSLOT", 4),
+    standalone("CLUSTER|HELP", 2),
+    standalone("CLUSTER|INFO", 2),
+    local("CLUSTER|KEYSLOT", 3, L::ClusterKeyslot),
+    standalone("CLUSTER|LINKS", 2),
+    standalone("CLUSTER|MEET", -4),
+    standalone("CLUSTER|MYID", 2),
+    standalone("CLUSTER|NODES", 2),
+    standalone("CLUSTER|REPLICAS", 3),
+    standalone("CLUSTER|REPLICATE", 3),
+    standalone("CLUSTER|RESET", -2),
+    standalone("CLUSTER|SAVECONFIG", 2),
+    standalone("CLUSTER|SET-CONFIG-EPOCH", 3),
+    standalone("CLUSTER|SETSLOT", -4),
+    standalone("CLUSTER|SHARDS", 2),
+    standalone("CLUSTER|SLAVES", 3),
+    standalone("CLUSTER|SLOTS", 2),
     local("READONLY", 1, L::ReadOnly),
     local("READWRITE", 1, L::ReadWrite),
     // --- pub/sub

@@ -334,6 +334,7 @@ fn local_any_master_and_fan_out() {
         (&["HELLO", "2"], L::Hello),
         (&["INFO", "server"], L::Info),
         (&["RESET"], L::Reset),
+        (&["CLUSTER", "KEYSLOT", "k"], L::ClusterKeyslot),
     ] {
         assert_eq!(classify(words), Action::Local(local), "{words:?}");
     }
@@ -347,6 +348,9 @@ fn local_any_master_and_fan_out() {
         &["LASTSAVE"],
         &["PUBLISH", "ch", "msg"],
         &["LOLWUT"],
+        &["CONFIG", "GET", "maxmemory"],
+        &["config", "get", "a*", "b*"],
+        &["CONFIG", "HELP"],
     ] {
         assert_eq!(classify(words), Action::AnyMaster, "{words:?}");
     }
@@ -588,10 +592,12 @@ fn rejected_commands_name_themselves() {
             "'SCRIPT DEBUG' is not supported by slotgate (the Lua debugger",
         ),
         (
-            &["CONFIG", "GET", "maxmemory"],
-            "'CONFIG' is not supported by slotgate (server administration",
+            &["CONFIG", "SET", "maxmemory", "1"],
+            "'CONFIG SET' is not supported by slotgate (a proxy cannot change every node \
+             consistently; configure the nodes directly)",
         ),
-        (&["CLUSTER", "NODES"], "'CLUSTER'"),
+        (&["config", "rewrite"], "'CONFIG REWRITE'"),
+        (&["CONFIG", "RESETSTAT"], "'CONFIG RESETSTAT'"),
         (&["DEBUG", "SLEEP", "1"], "'DEBUG'"),
         (&["SHUTDOWN"], "'SHUTDOWN'"),
         (&["REPLICAOF", "NO", "ONE"], "'REPLICAOF'"),
@@ -634,6 +640,44 @@ fn rejected_commands_name_themselves() {
             "{words:?}: {line}"
         );
     }
+}
+
+/// What redis-server 7.0.15 started without `cluster-enabled` answers, byte for byte.
+#[test]
+fn cluster_is_answered_as_by_a_standalone_server() {
+    let mut refused = 0;
+    for cmd in redis70().iter().filter(|c| c.name.starts_with("cluster|")) {
+        let mut words: Vec<&str> = cmd.name.split('|').collect();
+        while words.len() < cmd.arity.unsigned_abs() as usize {
+            words.push("1");
+        }
+        if cmd.name == "cluster|keyslot" {
+            assert_eq!(
+                classify(&words),
+                Action::Local(LocalCommand::ClusterKeyslot)
+            );
+            continue;
+        }
+        assert_eq!(
+            error(&words),
+            "ERR This instance has cluster support disabled",
+            "{words:?}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 26);
+    assert_eq!(
+        error(&["CLUSTER", "bogus"]),
+        "ERR unknown subcommand 'bogus'. Try CLUSTER HELP."
+    );
+    assert_eq!(
+        error(&["CLUSTER", "INFO", "x"]),
+        "ERR wrong number of arguments for 'cluster|info' command"
+    );
+    assert_eq!(
+        error(&["CLUSTER"]),
+        "ERR wrong number of arguments for 'cluster' command"
+    );
 }
 
 #[test]
@@ -1216,6 +1260,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::ClientPause,
         Reason::MovableKeys,
         Reason::NoKeys,
+        Reason::NodeConfig,
     ];
     let kinds = reasons
         .iter()
@@ -1228,6 +1273,7 @@ fn every_rejection_is_a_listed_metric_label() {
             RejectKind::UnknownCommand,
             RejectKind::UnknownSubcommand,
             RejectKind::BadArguments(ArgError::Syntax),
+            RejectKind::ClusterDisabled,
         ]);
     for kind in kinds {
         assert!(ERROR_KINDS.contains(&kind.label()), "{kind:?}");

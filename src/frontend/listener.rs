@@ -39,6 +39,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if let Some(w) = workers.first() {
+                w.fe.metrics.client_connections_rejected.inc();
+            }
             tokio::spawn(async move {
                 let mut stream = stream;
                 let _ = stream

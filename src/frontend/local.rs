@@ -84,6 +84,9 @@ pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (R
         // Accepted as Redis accepts them; slotgate evicts no client for memory, and its requests
         // share connections, so the nodes still touch the keys they read (see the README).
         LocalCommand::ClientNoEvict | LocalCommand::ClientNoTouch => on_off(&args[2]),
+        LocalCommand::ClusterKeyslot => {
+            Reply::integer_reply(i64::from(crate::cluster::Slot::for_key(&args[2]).get()))
+        }
     };
     (reply, After::Continue)
 }

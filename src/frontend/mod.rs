@@ -7,11 +7,13 @@ mod inflight;
 mod info;
 mod listener;
 mod local;
+mod ops;
 mod pubsub_info;
 mod session;
 mod subscription;
 mod transaction;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +91,10 @@ struct Totals {
     hubs: std::sync::Mutex<Vec<Arc<Hub>>>,
     /// Every worker's clients, for CLIENT LIST and CLIENT KILL.
     clients: Arc<clients::Registry>,
+    /// Commands per second, kept by [`Frontend::sample_ops`].
+    ops: Arc<ops::OpsRate>,
+    /// INFO's run id and the like, made once.
+    process: Arc<info::Process>,
 }
 
 impl Frontend {
@@ -105,6 +111,8 @@ impl Frontend {
             next_client_id: AtomicU64::new(1),
             hubs: std::sync::Mutex::new(vec![hub.clone()]),
             clients,
+            ops: Arc::default(),
+            process: Arc::new(info::Process::new()),
         });
         Frontend {
             hub,
@@ -148,14 +156,39 @@ impl Frontend {
     }
 
     fn stats(&self) -> info::Stats {
+        let m = &self.metrics;
         info::Stats {
-            uptime_secs: self.totals.started.elapsed().as_secs(),
+            uptime: self.totals.started.elapsed(),
+            now: info::Stats::since_epoch(),
             tcp_port: self.settings.port,
-            connected_clients: self.metrics.client_connections.get(),
+            connected_clients: m.client_connections.get(),
             maxclients: self.settings.max_clients,
-            total_connections: self.metrics.client_connections_total.get(),
-            // Every answered request is counted once, as ok or as an error.
-            total_commands: self.metrics.requests_ok.get() + self.metrics.requests_error.get(),
+            blocked_clients: m.blocked_clients.get(),
+            total_connections: m.client_connections_total.get(),
+            total_commands: total_commands(m),
+            ops_per_sec: self.totals.ops.get(),
+            rejected_connections: m.client_connections_rejected.get(),
+            cpu: info::Cpu::read(),
+            process: self.totals.process.clone(),
         }
     }
+
+    /// Samples the commands every worker answered, for INFO's `instantaneous_ops_per_sec`,
+    /// until `stop` resolves. One task for the whole proxy, off the request path.
+    pub fn sample_ops(
+        &self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let metrics = self.metrics.clone();
+        ops::sample(
+            self.totals.ops.clone(),
+            move || total_commands(&metrics),
+            stop,
+        )
+    }
+}
+
+/// Every answered request is counted once, as ok or as an error.
+fn total_commands(m: &Metrics) -> u64 {
+    m.requests_ok.get() + m.requests_error.get()
 }

@@ -16,7 +16,7 @@ use tokio_util::codec::FramedRead;
 use super::client_admin;
 use super::clients::{Listed, Peer};
 use super::inflight::Inflight;
-use super::info::{self, Keyspace, Sections};
+use super::info;
 use super::local::{self, After, ClientState};
 use super::pubsub_info;
 use super::subscription::{self, Subscription};
@@ -25,9 +25,8 @@ use super::Frontend;
 use crate::backend::Lane;
 use crate::budget::{Breach, Budget};
 use crate::command::{Action, Keys, LocalCommand, PubSubCommand, TxnCommand};
-use crate::protocol::{Frame, Proto, ProtocolError, Reply, Request, RequestCodec};
+use crate::protocol::{Proto, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::split;
-use crate::route::Router;
 
 /// Replies at least this big are written straight from their buffer instead of being copied into
 /// the batch.
@@ -784,32 +783,12 @@ impl Session {
     }
 
     fn info(&mut self, req: &Request) {
-        let sections = Sections::parse(req.args());
         let fe = self.fe.clone();
         let stats = fe.stats();
         let lane = self.lane();
+        let req = req.clone();
         self.inflight.task(Box::pin(async move {
-            let keyspace = match sections.needs_keyspace() {
-                true => Some(keyspace(&fe.router, fe.settings.limits, lane).await),
-                false => None,
-            };
-            let text = info::render(&sections, &stats, keyspace.as_ref());
-            Reply::text(lane.proto, text.as_bytes())
+            info::answer(&fe.router, &fe.settings.limits, &req, stats, lane).await
         }));
     }
-}
-
-/// Sums `INFO keyspace` over the masters; a master that fails to answer is left out. Asked on
-/// the client's own lane, so it counts the client's earlier writes.
-async fn keyspace(router: &Router, limits: crate::protocol::Limits, lane: Lane) -> Keyspace {
-    let mut ks = Keyspace::default();
-    let cmd = Router::command(&[b"INFO", b"keyspace"]);
-    for reply in router.fan_out(cmd, lane).await.into_iter().flatten() {
-        match reply.parse(&limits) {
-            Ok(Frame::Bulk(text)) => ks.add(&text),
-            Ok(Frame::Verbatim(text)) => ks.add(text.strip_prefix(b"txt:").unwrap_or(&text)),
-            _ => {}
-        }
-    }
-    ks
 }

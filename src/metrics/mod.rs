@@ -54,6 +54,8 @@ pub const ERROR_KINDS: &[&str] = &[
     "client_pause",
     "movable_keys",
     "no_keys",
+    "node_config",
+    "cluster_disabled",
 ];
 
 /// The proxy's metrics. Cheap to share behind an `Arc`; every field is lock-free to update.
@@ -65,6 +67,10 @@ pub struct Metrics {
     pub client_connections: IntGauge,
     /// Client connections accepted since start; with the gauge, shows churn.
     pub client_connections_total: IntCounter,
+    /// Clients turned away at `max_clients`.
+    pub client_connections_rejected: IntCounter,
+    /// Clients waiting in a blocking command (BLPOP, XREAD BLOCK, ...) now.
+    pub blocked_clients: IntGauge,
     /// Requests answered with a normal reply (`slotgate_requests_total{result="ok"}`).
     pub requests_ok: IntCounter,
     /// Requests answered with an error reply, whether from the proxy or the node
@@ -161,6 +167,14 @@ impl Metrics {
             client_connections_total: counter(
                 "slotgate_client_connections_total",
                 "Client connections accepted.",
+            ),
+            client_connections_rejected: counter(
+                "slotgate_client_connections_rejected_total",
+                "Client connections refused because max_clients were connected.",
+            ),
+            blocked_clients: gauge(
+                "slotgate_blocked_clients",
+                "Clients waiting in a blocking command now.",
             ),
             requests_ok: requests.with_label_values(&["ok"]),
             requests_error: requests.with_label_values(&["error"]),
@@ -264,7 +278,9 @@ mod tests {
             [
                 "slotgate_backend_connections",
                 "slotgate_backend_reconnects_total",
+                "slotgate_blocked_clients",
                 "slotgate_client_connections",
+                "slotgate_client_connections_rejected_total",
                 "slotgate_client_connections_total",
                 "slotgate_dedicated_connections",
                 "slotgate_errors_total",

@@ -408,6 +408,7 @@ impl Router {
     /// is answered: the writes it waits for are those.
     pub async fn blocking(&self, req: &Request, plan: Plan, proto: Proto, turn: Turn) -> Reply {
         turn.wait().await;
+        let _blocked = Blocked::count(&self.metrics.blocked_clients);
         let result = match plan.action {
             Action::Wait => self.wait(req).await,
             Action::Keyed(keys) => match split::one_slot(req.args(), keys) {
@@ -519,6 +520,23 @@ impl Router {
         let mut b = BytesMut::new();
         encode_command(args.iter().copied(), &mut b);
         b.freeze()
+    }
+}
+
+/// A client counted as blocked (INFO's `blocked_clients`) while its blocking command runs,
+/// however that ends: a client that leaves drops the command's future.
+struct Blocked<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Blocked<'a> {
+    fn count(gauge: &'a prometheus::IntGauge) -> Blocked<'a> {
+        gauge.inc();
+        Blocked(gauge)
+    }
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

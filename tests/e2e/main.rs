@@ -8,6 +8,7 @@ mod common;
 mod blocking;
 mod clients;
 mod families;
+mod introspection;
 mod local;
 mod migration;
 mod multikey;

@@ -30,17 +30,17 @@ fn read_reply(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Sends `command` (inline) and returns its one reply.
-fn ask(s: &mut TcpStream, command: &str) -> Vec<u8> {
+pub fn ask(s: &mut TcpStream, command: &str) -> Vec<u8> {
     s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
     read_reply(s)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A client of slotgate that has switched to RESP3.
-fn resp3_client() -> TcpStream {
+pub fn resp3_client() -> TcpStream {
     let mut s = connect();
     let hello = ask(&mut s, "HELLO 3");
     assert!(hello.starts_with(b"%7\r\n"), "{}", text(&hello));
@@ -49,7 +49,7 @@ fn resp3_client() -> TcpStream {
 }
 
 /// A RESP3 connection straight to the master of `key`'s slot.
-fn node_for(key: &str) -> TcpStream {
+pub fn node_for(key: &str) -> TcpStream {
     let port = env()
         .cluster
         .master_of_slot(Slot::for_key(key.as_bytes()).get());
