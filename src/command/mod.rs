@@ -53,6 +53,14 @@ impl SplitKind {
 pub enum FanOut {
     /// Ask every master, reply with the sum of their integer replies (DBSIZE).
     SumIntegers,
+    /// Ask every master, reply with their arrays one after another (KEYS).
+    ConcatArrays,
+    /// Ask every master, `+OK` once each has said it (FLUSHALL, FLUSHDB).
+    AllOk,
+    /// Ask masters one at a time, in random order, until one has a value (RANDOMKEY).
+    FirstValue,
+    /// Ask one master per call, in turn, with a cursor of slotgate's own (SCAN).
+    Scan,
 }
 
 /// The transaction commands: the session keeps their state, and a connection of the client's own

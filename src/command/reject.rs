@@ -16,8 +16,6 @@ pub enum Reason {
     PubSub,
     /// MONITOR streams one node's traffic forever.
     Monitor,
-    /// The answer spans the whole keyspace, so it needs every master (not built yet).
-    KeyspaceFanOut,
     /// Script and function caches are per node, so these must reach every master (not built yet).
     ScriptFanOut,
     /// Per-node administration: which node would it be? Use the node directly.
@@ -45,7 +43,6 @@ impl Reason {
             }
             Reason::PubSub => "a pub/sub command slotgate does not know",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
-            Reason::KeyspaceFanOut => "needs a fan-out to every master",
             Reason::ScriptFanOut => "script and function management must reach every master",
             Reason::Admin => "server administration; connect to the node itself",
             Reason::Auth => "authentication is not supported",
@@ -61,7 +58,7 @@ impl Reason {
 
     /// Features that are planned read "not supported by slotgate yet"; the others are refusals by design.
     fn planned(self) -> bool {
-        matches!(self, Reason::KeyspaceFanOut | Reason::ScriptFanOut)
+        matches!(self, Reason::ScriptFanOut)
     }
 
     /// A stable label for metrics (never the error text).
@@ -70,7 +67,6 @@ impl Reason {
             Reason::Blocking => "blocking",
             Reason::PubSub => "pubsub",
             Reason::Monitor => "monitor",
-            Reason::KeyspaceFanOut => "keyspace_fanout",
             Reason::ScriptFanOut => "script_fanout",
             Reason::Admin => "admin",
             Reason::Auth => "auth",

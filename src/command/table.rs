@@ -280,6 +280,10 @@ const fn split(name: &'static str, arity: i32, kind: SplitKind) -> Entry {
     entry(name, arity, Handling::Split(kind))
 }
 
+const fn fan(name: &'static str, arity: i32, fan_out: FanOut) -> Entry {
+    entry(name, arity, Handling::FanOut(fan_out))
+}
+
 const fn local(name: &'static str, arity: i32, command: LocalCommand) -> Entry {
     entry(name, arity, Handling::Local(command))
 }
@@ -462,7 +466,7 @@ static BUILTIN: &[Entry] = &[
     key("EXPIRE", -3),
     key("EXPIREAT", -3),
     key("EXPIRETIME", 2).ro(),
-    no("KEYS", 2, KeyspaceFanOut).ro(),
+    fan("KEYS", 2, FanOut::ConcatArrays).ro(),
     no("MIGRATE", -6, Admin),
     no("MOVE", 3, SingleDatabase),
     container("OBJECT", Unmatched::Unknown),
@@ -476,11 +480,11 @@ static BUILTIN: &[Entry] = &[
     key("PEXPIREAT", -3),
     key("PEXPIRETIME", 2).ro(),
     key("PTTL", 2).ro(),
-    no("RANDOMKEY", 1, KeyspaceFanOut).ro(),
+    fan("RANDOMKEY", 1, FanOut::FirstValue).ro(),
     range("RENAME", 3, 1, 2, 1),
     range("RENAMENX", 3, 1, 2, 1),
     key("RESTORE", -4),
-    no("SCAN", -2, KeyspaceFanOut).ro(),
+    fan("SCAN", -2, FanOut::Scan).ro(),
     movable("SORT", -2, KeySpec::SortStore),
     key("SORT_RO", -2).ro(),
     split("TOUCH", -2, SplitKind::SumKeys).ro(),
@@ -544,11 +548,13 @@ static BUILTIN: &[Entry] = &[
     // master; the node checks the subcommand's arity itself.
     any("COMMAND", -1),
     no("CONFIG", -2, Admin),
-    entry("DBSIZE", 1, Handling::FanOut(FanOut::SumIntegers)).ro(),
+    fan("DBSIZE", 1, FanOut::SumIntegers).ro(),
     no("DEBUG", -2, Admin),
     no("FAILOVER", -1, Admin),
-    no("FLUSHALL", -1, KeyspaceFanOut),
-    no("FLUSHDB", -1, KeyspaceFanOut),
+    // The nodes check ASYNC|SYNC themselves: a bad argument fails on every master alike, and
+    // their first error is the client's, in Redis' words.
+    fan("FLUSHALL", -1, FanOut::AllOk),
+    fan("FLUSHDB", -1, FanOut::AllOk),
     local("INFO", -1, L::Info),
     any("LASTSAVE", 1),
     no("LATENCY", -2, Admin),

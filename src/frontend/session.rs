@@ -618,7 +618,7 @@ impl Session {
 async fn keyspace(router: &Router, limits: crate::protocol::Limits, lane: Lane) -> Keyspace {
     let mut ks = Keyspace::default();
     let cmd = Router::command(&[b"INFO", b"keyspace"]);
-    for reply in router.fan_out(cmd, lane).await.into_iter().flatten() {
+    for reply in router.fan_out(cmd, lane, None).await.into_iter().flatten() {
         match reply.parse(&limits) {
             Ok(Frame::Bulk(text)) => ks.add(&text),
             Ok(Frame::Verbatim(text)) => ks.add(text.strip_prefix(b"txt:").unwrap_or(&text)),

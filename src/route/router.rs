@@ -10,14 +10,14 @@ use futures_util::future::join_all;
 
 use super::error::RouteError;
 use super::follow::{Follow, Next};
-use super::merge::{merge, sum_integers, PartFailure, PartResult};
+use super::merge::{merge, PartResult};
 use super::redirect::{self, Redirect};
 use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
 use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
-use crate::command::{Action, CommandTable, FanOut, Keys, Plan, SplitKind};
+use crate::command::{Action, CommandTable, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
 use crate::protocol::{encode_command, Proto, Reply, Request};
@@ -39,7 +39,7 @@ pub struct Router {
     pub(super) table: ArcSwap<RouteTable>,
     commands: ArcSwap<CommandTable>,
     pub(super) pool: Pool,
-    trigger: RefreshTrigger,
+    pub(super) trigger: RefreshTrigger,
     pub(super) settings: RouteSettings,
     metrics: Arc<Metrics>,
     disruptions: Arc<Disruptions>,
@@ -109,7 +109,7 @@ impl Router {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
-            Action::FanOut(FanOut::SumIntegers) => self.sum_all(req.to_resp(), lane).await,
+            Action::FanOut(fan_out) => self.fan_out_command(req, fan_out, how).await,
             Action::Local(_)
             | Action::Transaction(_)
             | Action::PubSub(_)
@@ -176,20 +176,14 @@ impl Router {
         Ok(node.send(bytes, 0, how.lane, how.budget).await?)
     }
 
-    /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
-    async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
-        match sum_integers(self.fan_out(bytes, lane).await) {
-            Ok(sum) => Ok(Reply::integer_reply(sum)),
-            Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
-            Err((_, PartFailure::Reply(_))) => {
-                Err(RouteError::UnexpectedReply("a fanned-out command"))
-            }
-            Err((_, PartFailure::Route(e))) => Err(e),
-        }
-    }
-
-    /// Sends the same command to every serving master and returns their replies.
-    pub async fn fan_out(&self, bytes: Bytes, lane: Lane) -> Vec<PartResult> {
+    /// Sends the same command to every serving master and returns their replies, which count
+    /// against `budget` (the client's) until they are returned.
+    pub async fn fan_out(
+        &self,
+        bytes: Bytes,
+        lane: Lane,
+        budget: Option<&Arc<Budget>>,
+    ) -> Vec<PartResult> {
         // Keep this snapshot alive across the awaits below, rather than a guard.
         let table = self.table.load_full();
         let masters = table.serving_masters();
@@ -198,7 +192,7 @@ impl Router {
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
-            n.send(bytes.clone(), 0, lane, None)
+            n.send(bytes.clone(), 0, lane, budget)
                 .await
                 .map_err(RouteError::from)
         }))
@@ -385,7 +379,7 @@ impl Router {
     }
 
     /// Waits a moment for the slot map to change, unless the request has been held too long.
-    async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
+    pub(super) async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
         if held_since.is_none() {
             self.disruptions.disrupted();
         }
@@ -450,11 +444,11 @@ impl Router {
 
 /// How one request is sent, the same for every part of a split one.
 #[derive(Clone, Copy)]
-struct Delivery<'a> {
-    lane: Lane,
+pub(super) struct Delivery<'a> {
+    pub(super) lane: Lane,
     replay_safe: bool,
-    turn: &'a Turn,
-    budget: Option<&'a Arc<Budget>>,
+    pub(super) turn: &'a Turn,
+    pub(super) budget: Option<&'a Arc<Budget>>,
 }
 
 /// Which connection an attempt goes on.
