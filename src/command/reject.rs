@@ -16,6 +16,9 @@ pub enum Reason {
     PubSub,
     /// MONITOR streams one node's traffic forever.
     Monitor,
+    /// KEYS, SCAN, RANDOMKEY, FLUSHALL or FLUSHDB queued in a transaction, which runs on one
+    /// master: it would see or flush that master's keys alone.
+    KeyspaceInTransaction,
     /// Script and function caches are per node, so these must reach every master (not built yet).
     ScriptFanOut,
     /// Per-node administration: which node would it be? Use the node directly.
@@ -43,6 +46,9 @@ impl Reason {
             }
             Reason::PubSub => "a pub/sub command slotgate does not know",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
+            Reason::KeyspaceInTransaction => {
+                "inside MULTI it would reach one master only; send it outside the transaction"
+            }
             Reason::ScriptFanOut => "script and function management must reach every master",
             Reason::Admin => "server administration; connect to the node itself",
             Reason::Auth => "authentication is not supported",
@@ -67,6 +73,7 @@ impl Reason {
             Reason::Blocking => "blocking",
             Reason::PubSub => "pubsub",
             Reason::Monitor => "monitor",
+            Reason::KeyspaceInTransaction => "keyspace_in_transaction",
             Reason::ScriptFanOut => "script_fanout",
             Reason::Admin => "admin",
             Reason::Auth => "auth",

@@ -1084,6 +1084,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::Blocking,
         Reason::PubSub,
         Reason::Monitor,
+        Reason::KeyspaceInTransaction,
         Reason::ScriptFanOut,
         Reason::Admin,
         Reason::Auth,

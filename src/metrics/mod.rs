@@ -45,6 +45,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "blocking",
     "pubsub",
     "monitor",
+    "keyspace_in_transaction",
     "script_fanout",
     "admin",
     "auth",
