@@ -7,6 +7,7 @@ mod common;
 
 mod blocking;
 mod families;
+mod keyspace;
 mod local;
 mod migration;
 mod multikey;
