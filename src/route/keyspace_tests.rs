@@ -180,6 +180,22 @@ async fn scan_loses_nothing_outside_the_slots_a_reshard_moves_mid_walk() {
 }
 
 #[tokio::test]
+async fn scan_is_held_while_its_master_is_gone_and_goes_on_at_the_promoted_one() {
+    let (dead, _) = fake_node(Arc::new(|_: &[Bytes], _| Answer::HangUp)).await;
+    let (promoted_script, promoted_cursors) = scanning(&["a1"], 0);
+    let (promoted, _) = fake_node(promoted_script).await;
+    let router = Arc::new(router(Arc::new(Metrics::new())));
+    router.install(&map(&[(0, 16383, &dead)]));
+    let asking = router.clone();
+    let scan = tokio::spawn(async move { run(&asking, &["SCAN", "0"]).await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    router.install(&map(&[(0, 16383, &promoted)]));
+    let page = Reply::array(&[Reply::bulk(b"0"), Reply::array(&[Reply::bulk(b"a1")])]);
+    assert_eq!(scan.await.unwrap(), page);
+    assert_eq!(*promoted_cursors.lock().unwrap(), [0]);
+}
+
+#[tokio::test]
 async fn scan_refuses_a_node_cursor_it_cannot_carry() {
     let (node, _) = fake_node(always(&b"*2\r\n$13\r\n1099511627776\r\n*0\r\n"[..])).await;
     let router = router(Arc::new(Metrics::new()));
