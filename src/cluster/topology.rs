@@ -143,6 +143,22 @@ impl Topology {
             .collect()
     }
 
+    /// The order a cluster-wide SCAN walks the serving shards in: each shard's highest slot,
+    /// which names the shard in SCAN's cursor, ascending. The highest, because `redis-cli
+    /// --cluster reshard` and `rebalance` move a shard's lowest slots first: this one stays with
+    /// the shard longest.
+    pub fn highest_slots(&self) -> Vec<Slot> {
+        let mut highest: Vec<Option<Slot>> = vec![None; self.shards.len()];
+        for (slot, &owner) in self.owners.iter().enumerate() {
+            if owner != UNOWNED {
+                highest[usize::from(owner)] = Slot::new(slot as u16);
+            }
+        }
+        let mut order: Vec<Slot> = highest.into_iter().flatten().collect();
+        order.sort_unstable();
+        order
+    }
+
     pub fn covered_slots(&self) -> usize {
         self.owners.iter().filter(|&&o| o != UNOWNED).count()
     }
@@ -323,6 +339,34 @@ mod tests {
         assert_eq!(t.shards().len(), 2);
         assert_eq!(&**t.master_of(Slot::new(16383).unwrap()).unwrap(), "a:1");
         assert_eq!(&**t.master_of(Slot::new(5461).unwrap()).unwrap(), "b:1");
+    }
+
+    #[test]
+    fn scan_order_follows_each_shards_highest_slot() {
+        let t = Topology::from_ranges([
+            (0, 99, shard("a:1")),
+            (100, 199, shard("b:1")),
+            (200, 299, shard("a:1")),
+            (16000, 16383, shard("c:1")),
+            (300, 15999, shard("d:1")),
+        ])
+        .unwrap();
+        let order: Vec<(u16, &str)> = t
+            .highest_slots()
+            .into_iter()
+            .map(|slot| (slot.get(), &**t.master_of(slot).unwrap()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(199, "b:1"), (299, "a:1"), (15999, "d:1"), (16383, "c:1")]
+        );
+        // A shard that serves nothing is not walked.
+        let moved = Topology::from_ranges([(0, 16383, shard("a:1"))])
+            .unwrap()
+            .with_slot_moved(Slot::new(7).unwrap(), &"b:1".into())
+            .with_slot_moved(Slot::new(7).unwrap(), &"a:1".into());
+        assert_eq!(moved.shards().len(), 2);
+        assert_eq!(moved.highest_slots(), vec![Slot::new(16383).unwrap()]);
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub enum FanOut {
     Kill,
     /// `FUNCTION STATS`: the reply of a master running a function, else the first master's.
     FunctionStats,
+    /// Ask every master, reply with their arrays one after another (KEYS).
+    ConcatArrays,
+    /// Ask every master, `+OK` once each has said it (FLUSHALL, FLUSHDB).
+    AllOk,
+    /// Ask masters one at a time, in random order, until one has a value (RANDOMKEY).
+    FirstValue,
+    /// Ask one master per call, in turn, with a cursor of slotgate's own (SCAN).
+    Scan,
 }
 
 /// The transaction commands: the session keeps their state, and a connection of the client's own

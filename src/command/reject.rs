@@ -16,10 +16,11 @@ pub enum Reason {
     PubSub,
     /// MONITOR streams one node's traffic forever.
     Monitor,
-    /// The answer spans the whole keyspace, so it needs every master (not built yet).
-    KeyspaceFanOut,
     /// `SCRIPT DEBUG` turns the client's connection into a Lua debugging session.
     ScriptDebug,
+    /// KEYS, SCAN, RANDOMKEY, FLUSHALL or FLUSHDB queued in a transaction, which runs on one
+    /// master: it would see or flush that master's keys alone.
+    KeyspaceInTransaction,
     /// Per-node administration: which node would it be? Use the node directly.
     Admin,
     /// slotgate has no users of its own to authenticate.
@@ -50,9 +51,11 @@ impl Reason {
             }
             Reason::PubSub => "a pub/sub command slotgate does not know",
             Reason::Monitor => "it streams a single node's traffic; connect to that node",
-            Reason::KeyspaceFanOut => "needs a fan-out to every master",
             Reason::ScriptDebug => {
                 "the Lua debugger needs a connection of its own; connect to the node itself"
+            }
+            Reason::KeyspaceInTransaction => {
+                "inside MULTI it would reach one master only; send it outside the transaction"
             }
             Reason::Admin => "server administration; connect to the node itself",
             Reason::Auth => "authentication is not supported",
@@ -74,7 +77,7 @@ impl Reason {
 
     /// Features that are planned read "not supported by slotgate yet"; the others are refusals by design.
     fn planned(self) -> bool {
-        matches!(self, Reason::KeyspaceFanOut)
+        false
     }
 
     /// A stable label for metrics (never the error text).
@@ -83,8 +86,8 @@ impl Reason {
             Reason::Blocking => "blocking",
             Reason::PubSub => "pubsub",
             Reason::Monitor => "monitor",
-            Reason::KeyspaceFanOut => "keyspace_fanout",
             Reason::ScriptDebug => "script_debug",
+            Reason::KeyspaceInTransaction => "keyspace_in_transaction",
             Reason::Admin => "admin",
             Reason::Auth => "auth",
             Reason::ClusterState => "cluster_state",

@@ -354,7 +354,34 @@ fn local_any_master_and_fan_out() {
     ] {
         assert_eq!(classify(words), Action::AnyMaster, "{words:?}");
     }
-    assert_eq!(classify(&["DBSIZE"]), Action::FanOut(FanOut::SumIntegers));
+    for (words, fan_out) in [
+        (&["DBSIZE"][..], FanOut::SumIntegers),
+        (&["KEYS", "*"], FanOut::ConcatArrays),
+        (&["RANDOMKEY"], FanOut::FirstValue),
+        (&["FLUSHALL"], FanOut::AllOk),
+        (&["flushdb", "ASYNC"], FanOut::AllOk),
+        // The nodes answer a bad argument themselves, each the same, in Redis' words.
+        (&["FLUSHALL", "NOW"], FanOut::AllOk),
+        (&["SCAN", "0"], FanOut::Scan),
+        (
+            &["scan", "42", "MATCH", "k*", "COUNT", "10", "TYPE", "string"],
+            FanOut::Scan,
+        ),
+    ] {
+        assert_eq!(classify(words), Action::FanOut(fan_out), "{words:?}");
+    }
+    for words in [
+        &["SCAN"][..],
+        &["KEYS"],
+        &["KEYS", "a", "b"],
+        &["RANDOMKEY", "x"],
+    ] {
+        let name = words[0].to_ascii_lowercase();
+        assert_eq!(
+            error(words),
+            format!("ERR wrong number of arguments for '{name}' command")
+        );
+    }
     assert_eq!(
         error(&["PING", "a", "b"]),
         "ERR wrong number of arguments for 'ping' command"
@@ -579,14 +606,6 @@ fn rejected_commands_name_themselves() {
             "'WAITAOF' is not supported by slotgate (blocking",
         ),
         (&["MONITOR"], "'MONITOR'"),
-        (
-            &["KEYS", "*"],
-            "'KEYS' is not supported by slotgate yet (needs a fan-out to every master)",
-        ),
-        (&["SCAN", "0"], "'SCAN'"),
-        (&["RANDOMKEY"], "'RANDOMKEY'"),
-        (&["FLUSHALL"], "'FLUSHALL'"),
-        (&["FLUSHDB", "ASYNC"], "'FLUSHDB'"),
         (
             &["script", "debug", "yes"],
             "'SCRIPT DEBUG' is not supported by slotgate (the Lua debugger",
@@ -1011,7 +1030,7 @@ fn learn_adds_unknown_commands_by_their_flags() {
     }
     // The builtins did not move.
     assert_eq!(keyed(&["GET", "k"]), vec![1]);
-    assert_eq!(refused(&["KEYS", "*"]), Reason::KeyspaceFanOut);
+    assert_eq!(plan(&["KEYS", "*"]), Action::FanOut(FanOut::ConcatArrays));
 }
 
 #[test]
@@ -1250,8 +1269,8 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::Blocking,
         Reason::PubSub,
         Reason::Monitor,
-        Reason::KeyspaceFanOut,
         Reason::ScriptDebug,
+        Reason::KeyspaceInTransaction,
         Reason::Admin,
         Reason::Auth,
         Reason::ClusterState,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::cluster::Slot;
-use crate::command::{Action, Plan};
+use crate::command::{Action, FanOut, Plan, Reason, RejectKind};
 use crate::protocol::{Reply, Request};
 use crate::route::split::{self, Split};
 use crate::route::Reserved;
@@ -133,6 +133,17 @@ impl Transaction {
                 "ERR slotgate: WAIT inside a transaction is not supported (it counts the replicas \
                  of every master, and a transaction runs on one)",
             )),
+            // DBSIZE has always been its master's count here, as on Redis Cluster; the others
+            // would silently list, pick or flush one master's keys as if they were all.
+            Action::FanOut(
+                FanOut::ConcatArrays | FanOut::AllOk | FanOut::FirstValue | FanOut::Scan,
+            ) => {
+                let kind = RejectKind::Unsupported {
+                    reason: Reason::KeyspaceInTransaction,
+                    subcommand: false,
+                };
+                Err(Reply::error_line(&kind.rejection(req).to_string()))
+            }
             // Run by the node the transaction is bound to, as on Redis Cluster.
             Action::AnyMaster
             | Action::FanOut(_)
@@ -242,6 +253,29 @@ mod tests {
             Err(Reply::error_line("ERR WATCH inside MULTI is not allowed"))
         );
         assert_eq!(queue(&mut t, &["INCR", "x"]), Reply::error_line(CROSSSLOT));
+    }
+
+    #[test]
+    fn keyspace_wide_commands_are_refused_in_a_transaction() {
+        let mut t = Transaction::default();
+        t.multi();
+        assert_eq!(
+            queue(&mut t, &["flushall", "ASYNC"]),
+            Reply::error_line(
+                "ERR 'FLUSHALL' is not supported by slotgate (inside MULTI it would reach one \
+                 master only; send it outside the transaction)"
+            )
+        );
+        for words in [
+            &["KEYS", "*"][..],
+            &["SCAN", "0"],
+            &["RANDOMKEY"],
+            &["FLUSHDB"],
+        ] {
+            assert!(queue(&mut t, words).error().is_some(), "{words:?}");
+        }
+        assert_eq!(queue(&mut t, &["DBSIZE"]), Reply::simple("QUEUED"));
+        assert!(t.exec().is_err());
     }
 
     #[test]

@@ -60,6 +60,20 @@ impl Reply {
         self.0[..] == b"+OK\r\n"[..]
     }
 
+    /// A bulk string's payload (a SCAN cursor, say); `None` for any other reply, nulls included.
+    pub fn bulk_payload(&self) -> Option<&[u8]> {
+        let rest = self.0.strip_prefix(b"$")?;
+        let end = rest.iter().position(|&b| b == b'\r')?;
+        let len = usize::try_from(parse_int(&rest[..end])?).ok()?;
+        let payload = rest.get(end + 2..)?.strip_suffix(b"\r\n")?;
+        (payload.len() == len).then_some(payload)
+    }
+
+    /// Redis' "no value" in either protocol: `$-1`, `*-1` or `_`.
+    pub fn is_null(&self) -> bool {
+        matches!(&self.0[..], b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+    }
+
     /// Raw element slices (each one complete reply) of a top-level array reply; None if not an
     /// array (or a null array, or malformed). Zero-copy, so merging replies to a split command
     /// costs no payload copies.

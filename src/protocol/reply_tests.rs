@@ -247,3 +247,28 @@ fn parse_requires_exactly_one_frame() {
         Err(ProtocolError::TrailingBytes)
     ));
 }
+
+#[test]
+fn bulk_payloads_and_nulls_are_read_from_the_bytes() {
+    assert_eq!(reply(b"$2\r\n17\r\n").bulk_payload(), Some(&b"17"[..]));
+    assert_eq!(reply(b"$0\r\n\r\n").bulk_payload(), Some(&b""[..]));
+    assert_eq!(
+        reply(b"$4\r\na\r\nb\r\n").bulk_payload(),
+        Some(&b"a\r\nb"[..])
+    );
+    for other in [
+        &b"$-1\r\n"[..],
+        b"$3\r\n17\r\n",
+        b"+17\r\n",
+        b":17\r\n",
+        b"*1\r\n$1\r\na\r\n",
+    ] {
+        assert_eq!(reply(other).bulk_payload(), None, "{other:?}");
+    }
+    for null in [&b"$-1\r\n"[..], b"*-1\r\n", b"_\r\n"] {
+        assert!(reply(null).is_null(), "{null:?}");
+    }
+    for value in [&b"$0\r\n\r\n"[..], b"*0\r\n", b"+OK\r\n", b":0\r\n"] {
+        assert!(!reply(value).is_null(), "{value:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Why a routed request got no answer from the cluster, as one enum: the client sees a stable
 //! Redis-style line, and metrics and logs a fixed label per kind, never the text.
 
+use super::cursor::CursorError;
 use crate::backend::BackendError;
 use crate::cluster::{NodeAddr, Slot};
 use crate::protocol::Reply;
@@ -29,6 +30,17 @@ pub enum RouteError {
         total: usize,
         first: String,
     },
+    /// Some masters of a command sent to all of them (FLUSHALL) failed and the others did it: the
+    /// client must know the command took effect on part of the keyspace only.
+    #[error("ERR slotgate: {failed} of {total} masters failed, the others succeeded; first failure: {first}")]
+    MastersFailed {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
+    /// A SCAN cursor the client sent, or one a node sent back, that slotgate cannot use.
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
     #[error("ERR slotgate: unexpected reply from {0}")]
     UnexpectedReply(&'static str),
     /// A transaction's slot moved after WATCH or while its commands were queued; the node refused
@@ -67,6 +79,9 @@ impl RouteError {
             RouteError::Backend(BackendError::Timeout { .. }) => "backend_timeout",
             RouteError::Backend(BackendError::NoDedicatedSeat { .. }) => "dedicated_exhausted",
             RouteError::SplitFailed { .. } => "split_failed",
+            RouteError::MastersFailed { .. } => "fan_out_failed",
+            RouteError::Cursor(CursorError::Invalid) => "invalid_cursor",
+            RouteError::Cursor(CursorError::NodeCursorTooLarge { .. }) => "scan_cursor_too_large",
             RouteError::UnexpectedReply(_) => "unexpected_reply",
             RouteError::TransactionMoved { .. } | RouteError::TransactionMigrating { .. } => {
                 "transaction_moved"
@@ -107,6 +122,16 @@ mod tests {
                 total: 2,
                 first: String::new(),
             },
+            RouteError::MastersFailed {
+                failed: 1,
+                total: 3,
+                first: String::new(),
+            },
+            RouteError::Cursor(CursorError::Invalid),
+            RouteError::Cursor(CursorError::NodeCursorTooLarge {
+                addr: addr(),
+                cursor: 1 << 40,
+            }),
             RouteError::UnexpectedReply("x"),
             RouteError::TransactionMoved { slot, addr: addr() },
             RouteError::TransactionMigrating { slot },

@@ -1,4 +1,5 @@
-//! Putting the per-slot replies of a split command back together, in the client's key order.
+//! Putting the per-slot replies of a split command back together, in the client's key order,
+//! and the replies of the masters a keyspace-wide command went to into one.
 
 use super::error::RouteError;
 use super::split::Part;
@@ -16,6 +17,16 @@ pub(super) enum PartFailure {
 }
 
 impl PartFailure {
+    /// The client's answer when this failure is all there is to say: a node's error reply passed
+    /// on as it is, slotgate's own error as itself.
+    pub(super) fn into_answer(self, what: &'static str) -> PartResult {
+        match self {
+            PartFailure::Reply(r) if r.error().is_some() => Ok(r),
+            PartFailure::Reply(_) => Err(RouteError::UnexpectedReply(what)),
+            PartFailure::Route(e) => Err(e),
+        }
+    }
+
     /// The failure's own line, never wrapped in another: the client reads one message.
     fn describe(&self) -> String {
         match self {
@@ -64,6 +75,102 @@ pub(super) fn sum_integers(
     }
 }
 
+/// The parts that did not answer `+OK`.
+fn not_ok(results: impl IntoIterator<Item = PartResult>) -> Failures {
+    let mut failures = Failures::default();
+    for result in results {
+        match result {
+            Ok(r) if r.is_ok() => {}
+            Ok(r) => failures.add(PartFailure::Reply(r)),
+            Err(e) => failures.add(PartFailure::Route(e)),
+        }
+    }
+    failures
+}
+
+/// FLUSHALL's answer from every master's: `+OK` when all did it. When none did, the first
+/// failure as it is (a bad argument gets Redis' own error); when only some did, an error that
+/// says so, since part of the keyspace is gone.
+pub(super) fn all_ok(results: Vec<PartResult>) -> PartResult {
+    let total = results.len();
+    let failures = not_ok(results);
+    match failures.first {
+        None => Ok(Reply::ok()),
+        Some(first) if failures.count == total => first.into_answer("a fanned-out command"),
+        Some(first) => Err(RouteError::MastersFailed {
+            failed: failures.count,
+            total,
+            first: first.describe(),
+        }),
+    }
+}
+
+/// KEYS' answer: every master's keys, one array after another. Any failure is the answer
+/// instead, since a list with one master's keys missing would look complete.
+pub(super) fn concat_arrays(results: Vec<PartResult>) -> PartResult {
+    let mut all = Vec::new();
+    for result in results {
+        let reply = result?;
+        match reply.array_elements() {
+            Some(elements) => all.extend(elements),
+            None => return PartFailure::Reply(reply).into_answer("a fanned-out command"),
+        }
+    }
+    Ok(Reply::array(&all))
+}
+
+/// RANDOMKEY's answer from masters asked one after another: the first value, else the first
+/// failure (an empty answer could be wrong while a master did not answer), else no value.
+#[derive(Default)]
+pub(super) struct FirstValue {
+    failure: Option<PartFailure>,
+}
+
+impl FirstValue {
+    /// `Some` once `result` is the answer: no other master need be asked.
+    pub(super) fn offer(&mut self, result: PartResult) -> Option<Reply> {
+        match result {
+            Ok(r) if r.is_null() => None,
+            Ok(r) if r.error().is_none() => Some(r),
+            Ok(r) => self.failed(PartFailure::Reply(r)),
+            Err(e) => self.failed(PartFailure::Route(e)),
+        }
+    }
+
+    fn failed(&mut self, failure: PartFailure) -> Option<Reply> {
+        self.failure.get_or_insert(failure);
+        None
+    }
+
+    /// When every master was asked and none had a value: `null`, in the client's protocol.
+    pub(super) fn finish(self, null: Reply) -> PartResult {
+        match self.failure {
+            None => Ok(null),
+            Some(failure) => failure.into_answer("a fanned-out command"),
+        }
+    }
+}
+
+/// A node's SCAN page: its next cursor and its array of keys, kept as the node's bytes.
+pub(super) fn scan_page(reply: &Reply) -> Option<(u64, Reply)> {
+    let mut elements = reply.array_elements()?.into_iter();
+    let (cursor, keys) = (elements.next()?, elements.next()?);
+    if elements.next().is_some() {
+        return None;
+    }
+    let cursor = std::str::from_utf8(cursor.bulk_payload()?)
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((cursor, keys))
+}
+
+/// SCAN's reply to the client: `[cursor, keys]`, an array with the cursor as a bulk string in
+/// RESP3 too, as Redis answers.
+pub(super) fn scan_reply(cursor: u64, keys: Reply) -> Reply {
+    Reply::array(&[Reply::bulk(cursor.to_string().as_bytes()), keys])
+}
+
 /// Merges the replies of `parts` (same order) into the one reply the client expects.
 pub fn merge(kind: SplitKind, parts: &[Part], results: Vec<PartResult>) -> PartResult {
     let total = results.len();
@@ -75,14 +182,7 @@ pub fn merge(kind: SplitKind, parts: &[Part], results: Vec<PartResult>) -> PartR
     match kind {
         SplitKind::MGet => merge_mget(parts, results).map_err(|(n, f)| split_failed(n, f)),
         SplitKind::MSet => {
-            let mut failures = Failures::default();
-            for result in results {
-                match result {
-                    Ok(r) if r.is_ok() => {}
-                    Ok(r) => failures.add(PartFailure::Reply(r)),
-                    Err(e) => failures.add(PartFailure::Route(e)),
-                }
-            }
+            let failures = not_ok(results);
             match failures.first {
                 None => Ok(Reply::ok()),
                 Some(first) => Err(split_failed(failures.count, first)),
@@ -245,6 +345,118 @@ mod tests {
             .unwrap(),
             5
         );
+    }
+
+    #[test]
+    fn flush_is_ok_when_every_master_says_so() {
+        assert_eq!(
+            all_ok(vec![Ok(Reply::ok()), Ok(Reply::ok())]),
+            Ok(Reply::ok())
+        );
+    }
+
+    #[test]
+    fn a_flush_that_failed_everywhere_gets_the_first_error_as_it_is() {
+        let syntax = Reply::error_line("ERR syntax error");
+        assert_eq!(
+            all_ok(vec![
+                Ok(syntax.clone()),
+                Ok(syntax.clone()),
+                Ok(syntax.clone())
+            ]),
+            Ok(syntax)
+        );
+        assert_eq!(
+            all_ok(vec![Err(RouteError::NoMasters)]),
+            Err(RouteError::NoMasters)
+        );
+    }
+
+    #[test]
+    fn a_flush_that_failed_on_some_masters_says_how_many() {
+        let lost =
+            RouteError::Backend(crate::backend::BackendError::Unavailable { addr: "n:2".into() });
+        let e = all_ok(vec![Ok(Reply::ok()), Err(lost), Ok(Reply::ok())]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ERR slotgate: 1 of 3 masters failed, the others succeeded; first failure: \
+             ERR slotgate: backend n:2 unreachable"
+        );
+        assert_eq!(e.kind(), "fan_out_failed");
+    }
+
+    #[test]
+    fn keys_are_every_masters_arrays_in_a_row() {
+        let a = Reply::array(&[Reply::bulk(b"a"), Reply::bulk(b"b")]);
+        let none = Reply::array(&[]);
+        let c = Reply::array(&[Reply::bulk(b"c")]);
+        let merged = concat_arrays(vec![Ok(a), Ok(none), Ok(c)]).unwrap();
+        assert_eq!(
+            merged.bytes().as_ref(),
+            b"*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+        );
+        assert_eq!(concat_arrays(vec![]).unwrap().bytes().as_ref(), b"*0\r\n");
+    }
+
+    #[test]
+    fn keys_with_a_failed_master_is_that_failure() {
+        let loading = Reply::error_line("LOADING Redis is loading the dataset in memory");
+        let a = Reply::array(&[Reply::bulk(b"a")]);
+        assert_eq!(
+            concat_arrays(vec![Ok(a.clone()), Ok(loading.clone())]),
+            Ok(loading)
+        );
+        assert_eq!(
+            concat_arrays(vec![Ok(a.clone()), Err(RouteError::NoMasters)]),
+            Err(RouteError::NoMasters)
+        );
+        assert_eq!(
+            concat_arrays(vec![Ok(a), Ok(Reply::integer_reply(3))]),
+            Err(RouteError::UnexpectedReply("a fanned-out command"))
+        );
+    }
+
+    #[test]
+    fn randomkey_takes_the_first_value_and_else_null_in_the_clients_protocol() {
+        let mut pick = FirstValue::default();
+        assert_eq!(pick.offer(Ok(Reply::null_bulk())), None);
+        assert_eq!(pick.offer(Ok(Reply(Bytes::from_static(b"_\r\n")))), None);
+        assert_eq!(pick.offer(Ok(Reply::bulk(b"k"))), Some(Reply::bulk(b"k")));
+        let empty = FirstValue::default();
+        let null3 = Reply::null(crate::protocol::Proto::Resp3);
+        assert_eq!(empty.finish(null3.clone()), Ok(null3));
+    }
+
+    #[test]
+    fn randomkey_with_no_value_but_a_failure_is_that_failure() {
+        let mut pick = FirstValue::default();
+        assert_eq!(pick.offer(Err(RouteError::NoMasters)), None);
+        assert_eq!(pick.offer(Ok(Reply::null_bulk())), None);
+        assert_eq!(pick.finish(Reply::null_bulk()), Err(RouteError::NoMasters));
+        // A value found after a failure is still the answer.
+        let mut pick = FirstValue::default();
+        let loading = Reply::error_line("LOADING");
+        assert_eq!(pick.offer(Ok(loading)), None);
+        assert_eq!(pick.offer(Ok(Reply::bulk(b"k"))), Some(Reply::bulk(b"k")));
+    }
+
+    #[test]
+    fn a_scan_page_is_its_cursor_and_the_nodes_key_array() {
+        let keys = Reply::array(&[Reply::bulk(b"k1"), Reply::bulk(b"k2")]);
+        let page = Reply::array(&[Reply::bulk(b"1536"), keys.clone()]);
+        assert_eq!(scan_page(&page), Some((1536, keys.clone())));
+        assert_eq!(
+            scan_reply(7, keys).bytes().as_ref(),
+            b"*2\r\n$1\r\n7\r\n*2\r\n$2\r\nk1\r\n$2\r\nk2\r\n"
+        );
+        for bad in [
+            Reply::array(&[Reply::bulk(b"x"), Reply::array(&[])]),
+            Reply::array(&[Reply::integer_reply(0), Reply::array(&[])]),
+            Reply::array(&[Reply::bulk(b"0")]),
+            Reply::error_line("ERR syntax error"),
+        ] {
+            assert_eq!(scan_page(&bad), None, "{bad:?}");
+        }
     }
 
     #[test]

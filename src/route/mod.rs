@@ -1,9 +1,13 @@
 //! From a classified request to a reply: choose the master, split and merge multi-key commands,
 //! follow the cluster's redirections.
 
+mod cursor;
 mod error;
 mod fast;
 mod follow;
+mod keyspace;
+#[cfg(test)]
+mod keyspace_tests;
 // Public so benches/hotpath.rs can measure splitting and merging without a cluster.
 pub mod merge;
 mod read_from;

@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 
 use super::error::RouteError;
 use super::follow::{Follow, Next};
-use super::merge::{merge, sum_integers, PartFailure, PartResult};
+use super::merge::{merge, PartResult};
 use super::read_from::ReadFrom;
 use super::redirect::{self, Redirect};
 use super::script_cache::ScriptCache;
@@ -127,7 +127,7 @@ impl Router {
             Action::Keyed(keys) => self.keyed(req, keys, how).await,
             Action::AnyMaster => self.any_master(req.to_resp(), how).await,
             Action::Split(kind) => self.split(req, kind, how).await,
-            Action::FanOut(kind) => self.fan_out_merged(req, kind, how).await,
+            Action::FanOut(kind) => self.fan_out_command(req, kind, how).await,
             Action::Local(_)
             | Action::Transaction(_)
             | Action::PubSub(_)
@@ -207,20 +207,14 @@ impl Router {
         }
     }
 
-    /// A node's error reply is passed on as it is; slotgate's own errors as themselves.
-    pub(super) async fn sum_all(&self, bytes: Bytes, lane: Lane) -> Result<Reply, RouteError> {
-        match sum_integers(self.fan_out(bytes, lane).await) {
-            Ok(sum) => Ok(Reply::integer_reply(sum)),
-            Err((_, PartFailure::Reply(r))) if r.error().is_some() => Ok(r),
-            Err((_, PartFailure::Reply(_))) => {
-                Err(RouteError::UnexpectedReply("a fanned-out command"))
-            }
-            Err((_, PartFailure::Route(e))) => Err(e),
-        }
-    }
-
-    /// Sends the same command to every serving master and returns their replies.
-    pub async fn fan_out(&self, bytes: Bytes, lane: Lane) -> Vec<PartResult> {
+    /// Sends the same command to every serving master and returns their replies, which count
+    /// against `budget` (the client's) until they are returned.
+    pub async fn fan_out(
+        &self,
+        bytes: Bytes,
+        lane: Lane,
+        budget: Option<&Arc<Budget>>,
+    ) -> Vec<PartResult> {
         // Keep this snapshot alive across the awaits below, rather than a guard.
         let table = self.table.load_full();
         let masters = table.serving_masters();
@@ -229,7 +223,7 @@ impl Router {
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
-            n.send(bytes.clone(), 0, lane, None)
+            n.send(bytes.clone(), 0, lane, budget)
                 .await
                 .map_err(RouteError::from)
         }))
@@ -459,7 +453,7 @@ impl Router {
     }
 
     /// Waits a moment for the slot map to change, unless the request has been held too long.
-    async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
+    pub(super) async fn keep_holding(&self, held_since: &mut Option<Instant>) -> bool {
         if held_since.is_none() {
             self.disruptions.disrupted();
         }
@@ -550,7 +544,7 @@ pub(super) struct Delivery<'a> {
     /// An EVALSHA's sha: its NOSCRIPT is healed.
     sha: Option<&'a Bytes>,
     pub(super) turn: &'a Turn,
-    budget: Option<&'a Arc<Budget>>,
+    pub(super) budget: Option<&'a Arc<Budget>>,
 }
 
 /// Which connection an attempt goes on.

@@ -33,9 +33,13 @@ impl Router {
     ) -> Result<Reply, RouteError> {
         let bytes = req.to_resp();
         match kind {
-            FanOut::SumIntegers => self.sum_all(bytes, how.lane).await,
+            FanOut::SumIntegers
+            | FanOut::ConcatArrays
+            | FanOut::AllOk
+            | FanOut::FirstValue
+            | FanOut::Scan => Err(RouteError::UnexpectedReply("a keyspace fan-out")),
             FanOut::ScriptLoad => {
-                let reply = same(self.fan_out(bytes, how.lane).await)?;
+                let reply = same(self.fan_out(bytes, how.lane, None).await)?;
                 self.remember_loaded(req, &reply);
                 Ok(reply)
             }
@@ -45,10 +49,10 @@ impl Router {
                 if flushes(req.args()) {
                     self.scripts.clear();
                 }
-                same(self.fan_out(bytes, how.lane).await)
+                same(self.fan_out(bytes, how.lane, None).await)
             }
-            FanOut::ScriptExists => all_have(self.fan_out(bytes, how.lane).await),
-            FanOut::Same => same(self.fan_out(bytes, how.lane).await),
+            FanOut::ScriptExists => all_have(self.fan_out(bytes, how.lane, None).await),
+            FanOut::Same => same(self.fan_out(bytes, how.lane, None).await),
             FanOut::Kill => {
                 how.turn.wait().await;
                 kill(self.fan_out_alone(bytes, how.lane.proto).await)

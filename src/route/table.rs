@@ -17,6 +17,8 @@ pub struct RouteTable {
     /// Each shard's replicas, when reads may go to them (else empty, and no connection is made
     /// to any replica).
     replicas: Vec<Vec<Arc<Node>>>,
+    /// The shards a cluster-wide SCAN walks, in order, each named by its highest slot.
+    scan_order: Vec<Slot>,
 }
 
 impl RouteTable {
@@ -38,11 +40,13 @@ impl RouteTable {
                 .collect(),
             false => Vec::new(),
         };
+        let scan_order = topology.highest_slots();
         RouteTable {
             topology: Arc::new(topology),
             masters,
             serving,
             replicas,
+            scan_order,
         }
     }
 
@@ -63,6 +67,19 @@ impl RouteTable {
     /// Masters that serve at least one slot.
     pub fn serving_masters(&self) -> &[Arc<Node>] {
         &self.serving
+    }
+
+    /// The slot naming the shard a SCAN walk starts with.
+    pub fn scan_first(&self) -> Option<Slot> {
+        self.scan_order.first().copied()
+    }
+
+    /// The slot naming the shard a SCAN walks after the one `slot` named when the walk reached
+    /// it. Compared with that slot rather than the shard's slots now, so a shard that gained or
+    /// lost slots since cannot make the walk jump over the shards between.
+    pub fn scan_after(&self, slot: Slot) -> Option<Slot> {
+        let next = self.scan_order.partition_point(|&s| s <= slot);
+        self.scan_order.get(next).copied()
     }
 
     /// Whether a MOVED to `addr` for `slot` is news; many in-flight requests report the same move.

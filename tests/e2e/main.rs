@@ -9,6 +9,7 @@ mod blocking;
 mod clients;
 mod families;
 mod introspection;
+mod keyspace;
 mod local;
 mod migration;
 mod multikey;

@@ -16,7 +16,7 @@ use crate::{env, q};
 
 /// Reads exactly one reply and nothing after it (a byte at a time: replies here are small, and
 /// the next one may already be on its way).
-fn read_reply(s: &mut TcpStream) -> Vec<u8> {
+pub fn read_reply(s: &mut TcpStream) -> Vec<u8> {
     let mut codec = ReplyCodec::new(Limits::default());
     let mut buf = BytesMut::new();
     loop {

@@ -29,7 +29,7 @@ pub async fn answer(
     lane: Lane,
 ) -> Reply {
     let selection = Selection::parse(req.args());
-    let replies = router.fan_out(req.to_resp(), lane).await;
+    let replies = router.fan_out(req.to_resp(), lane, None).await;
     let texts: Vec<String> = replies
         .into_iter()
         .flatten()
