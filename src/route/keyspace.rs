@@ -29,7 +29,7 @@ impl Router {
             FanOut::ConcatArrays => {
                 merge::concat_arrays(self.fan_out(req.to_resp(), how.lane, how.budget).await)
             }
-            FanOut::AllOk => merge::all_ok(self.fan_out(req.to_resp(), how.lane, None).await),
+            FanOut::AllOk => merge::same(self.fan_out(req.to_resp(), how.lane, None).await),
             FanOut::FirstValue => self.first_value(req.to_resp(), how.lane).await,
             FanOut::Scan => self.scan(req.args(), how).await,
             FanOut::ScriptLoad

@@ -88,20 +88,34 @@ fn not_ok(results: impl IntoIterator<Item = PartResult>) -> Failures {
     failures
 }
 
-/// FLUSHALL's answer from every master's: `+OK` when all did it. When none did, the first
-/// failure as it is (a bad argument gets Redis' own error); when only some did, an error that
-/// says so, since part of the keyspace is gone.
-pub(super) fn all_ok(results: Vec<PartResult>) -> PartResult {
+/// The one answer every master must give alike: FLUSHALL's `+OK`, SCRIPT LOAD's sha, FUNCTION
+/// LOAD's library name. When none did it, the first failure as it is (a bad argument gets
+/// Redis' own error); when only some did, an error that says so, since the others did it and the
+/// cluster is now half changed. Masters that answer differently are not papered over.
+pub(super) fn same(results: Vec<PartResult>) -> PartResult {
     let total = results.len();
-    let failures = not_ok(results);
-    match failures.first {
-        None => Ok(Reply::ok()),
-        Some(first) if failures.count == total => first.into_answer("a fanned-out command"),
-        Some(first) => Err(RouteError::MastersFailed {
+    let mut failures = Failures::default();
+    let (mut agreed, mut disagree) = (None::<Reply>, false);
+    for result in results {
+        match result {
+            Ok(r) if r.error().is_none() => match &agreed {
+                None => agreed = Some(r),
+                Some(a) => disagree |= *a != r,
+            },
+            Ok(r) => failures.add(PartFailure::Reply(r)),
+            Err(e) => failures.add(PartFailure::Route(e)),
+        }
+    }
+    match (failures.first, agreed) {
+        (Some(first), _) if failures.count == total => first.into_answer("a fanned-out command"),
+        (Some(first), _) => Err(RouteError::MastersFailed {
             failed: failures.count,
             total,
             first: first.describe(),
         }),
+        (None, Some(_)) if disagree => Err(RouteError::UnexpectedReply("masters that disagree")),
+        (None, Some(reply)) => Ok(reply),
+        (None, None) => Err(RouteError::NoMasters),
     }
 }
 
@@ -350,7 +364,7 @@ mod tests {
     #[test]
     fn flush_is_ok_when_every_master_says_so() {
         assert_eq!(
-            all_ok(vec![Ok(Reply::ok()), Ok(Reply::ok())]),
+            same(vec![Ok(Reply::ok()), Ok(Reply::ok())]),
             Ok(Reply::ok())
         );
     }
@@ -359,7 +373,7 @@ mod tests {
     fn a_flush_that_failed_everywhere_gets_the_first_error_as_it_is() {
         let syntax = Reply::error_line("ERR syntax error");
         assert_eq!(
-            all_ok(vec![
+            same(vec![
                 Ok(syntax.clone()),
                 Ok(syntax.clone()),
                 Ok(syntax.clone())
@@ -367,7 +381,7 @@ mod tests {
             Ok(syntax)
         );
         assert_eq!(
-            all_ok(vec![Err(RouteError::NoMasters)]),
+            same(vec![Err(RouteError::NoMasters)]),
             Err(RouteError::NoMasters)
         );
     }
@@ -376,7 +390,7 @@ mod tests {
     fn a_flush_that_failed_on_some_masters_says_how_many() {
         let lost =
             RouteError::Backend(crate::backend::BackendError::Unavailable { addr: "n:2".into() });
-        let e = all_ok(vec![Ok(Reply::ok()), Err(lost), Ok(Reply::ok())]).unwrap_err();
+        let e = same(vec![Ok(Reply::ok()), Err(lost), Ok(Reply::ok())]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "ERR slotgate: 1 of 3 masters failed, the others succeeded; first failure: \

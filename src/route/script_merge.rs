@@ -2,34 +2,12 @@
 //! reply a single Redis server would give. Each master keeps its own script and function caches,
 //! so slotgate sends these to all of them; a client must not be able to tell.
 //!
-//! Errors come first, in master order: a node's error reply is passed on as the node wrote it,
-//! slotgate's own error for a master as itself.
+//! The answer every master gives alike (a sha, a library name, `+OK`) is `merge::same`'s; the
+//! merges here are the ones particular to scripts.
 
 use super::error::RouteError;
 use super::merge::PartResult;
 use crate::protocol::{Frame, Limits, Reply};
-
-/// Every master must answer alike: the sha of `SCRIPT LOAD` (SHA1 of the same body), the library
-/// name of `FUNCTION LOAD`, the `+OK` of the flushes, `FUNCTION DELETE` and `FUNCTION RESTORE`.
-pub(super) fn same(results: Vec<PartResult>) -> PartResult {
-    let mut first: Option<Reply> = None;
-    let mut disagree = false;
-    for result in results {
-        let reply = result?;
-        if reply.error().is_some() {
-            return Ok(reply);
-        }
-        match &first {
-            None => first = Some(reply),
-            Some(f) => disagree |= *f != reply,
-        }
-    }
-    match (first, disagree) {
-        (Some(reply), false) => Ok(reply),
-        (Some(_), true) => Err(RouteError::UnexpectedReply("masters that disagree")),
-        (None, _) => Err(RouteError::NoMasters),
-    }
-}
 
 /// `SCRIPT EXISTS`: a script exists for the client only where every master has it, since its
 /// `EVALSHA` may run on any of them.
@@ -133,6 +111,7 @@ mod tests {
 
     use super::*;
     use crate::backend::BackendError;
+    use crate::route::merge::same;
 
     fn raw(bytes: &'static [u8]) -> PartResult {
         Ok(Reply(Bytes::from_static(bytes)))
@@ -154,24 +133,18 @@ mod tests {
     }
 
     #[test]
-    fn the_first_error_wins_whoever_made_it() {
+    fn a_failure_everywhere_is_the_nodes_own_and_a_partial_one_says_so() {
         let exists = Reply::error_line("ERR Library 'mylib' already exists");
         assert_eq!(
-            same(vec![
-                raw(b"$5\r\nmylib\r\n"),
-                Ok(exists.clone()),
-                Err(lost())
-            ]),
-            Ok(exists)
+            same(vec![Ok(exists.clone()), Ok(exists.clone())]),
+            Ok(exists.clone())
         );
-        assert_eq!(
-            same(vec![
-                Ok(Reply::ok()),
-                Err(lost()),
-                Ok(Reply::error_line("ERR x"))
-            ]),
-            Err(lost())
-        );
+        let partial = same(vec![raw(b"$5\r\nmylib\r\n"), Ok(exists), Err(lost())]);
+        let e = partial.unwrap_err();
+        assert_eq!(e.kind(), "fan_out_failed");
+        assert!(e
+            .to_string()
+            .starts_with("ERR slotgate: 2 of 3 masters failed, the others succeeded; first failure: ERR Library 'mylib' already exists"));
     }
 
     #[test]

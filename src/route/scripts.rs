@@ -8,9 +8,9 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 
 use super::error::RouteError;
-use super::merge::PartResult;
+use super::merge::{same, PartResult};
 use super::router::{Delivery, Router};
-use super::script_merge::{all_have, function_stats, kill, same};
+use super::script_merge::{all_have, function_stats, kill};
 use crate::backend::{Lane, Node, Purpose};
 use crate::command::FanOut;
 use crate::protocol::{Frame, Limits, Proto, Reply, Request};
