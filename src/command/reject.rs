@@ -33,6 +33,9 @@ pub enum Reason {
     ClientSubcommand,
     /// CLIENT PAUSE stops one node's clients, and slotgate is one client of many nodes.
     ClientPause,
+    /// MIGRATE moves keys between nodes itself; across nodes that is resharding, which the
+    /// cluster's own tools do slot by slot.
+    Migrate,
     /// A learned command whose key positions depend on its arguments in a way the table does not know.
     MovableKeys,
     /// A learned command without keys that may change server state: no node is the right one.
@@ -64,6 +67,9 @@ impl Reason {
             Reason::ClientSubcommand => {
                 "supported: CLIENT SETNAME, GETNAME, SETINFO, ID, INFO, LIST, KILL, REPLY, NO-EVICT and NO-TOUCH"
             }
+            Reason::Migrate => {
+                "moving keys between nodes is resharding; use redis-cli --cluster reshard"
+            }
             Reason::ClientPause => {
                 "it would pause only one node's clients; pause every node directly, or stop the proxy"
             }
@@ -94,6 +100,7 @@ impl Reason {
             Reason::SingleDatabase => "single_database",
             Reason::ClientSubcommand => "client_subcommand",
             Reason::ClientPause => "client_pause",
+            Reason::Migrate => "migrate",
             Reason::MovableKeys => "movable_keys",
             Reason::NoKeys => "no_keys",
             Reason::NodeConfig => "node_config",

@@ -483,7 +483,7 @@ static BUILTIN: &[Entry] = &[
     key("EXPIREAT", -3),
     key("EXPIRETIME", 2).ro(),
     fan("KEYS", 2, FanOut::ConcatArrays).ro(),
-    no("MIGRATE", -6, Admin),
+    no("MIGRATE", -6, Migrate),
     no("MOVE", 3, SingleDatabase),
     container("OBJECT", Unmatched::Unknown),
     range("OBJECT|ENCODING", 3, 2, 2, 1).ro(),

@@ -650,6 +650,10 @@ fn rejected_commands_name_themselves() {
             "'CLIENT PAUSE' is not supported by slotgate (it would pause only one node's clients",
         ),
         (&["CLIENT", "UNPAUSE"], "'CLIENT UNPAUSE'"),
+        (
+            &["MIGRATE", "h", "1", "k", "0", "10"],
+            "'MIGRATE' is not supported by slotgate (moving keys between nodes is resharding",
+        ),
         (&["CLIENT", "whatever"], "'CLIENT WHATEVER'"),
     ];
     for (words, expected) in cases {
@@ -1277,6 +1281,7 @@ fn every_rejection_is_a_listed_metric_label() {
         Reason::SingleDatabase,
         Reason::ClientSubcommand,
         Reason::ClientPause,
+        Reason::Migrate,
         Reason::MovableKeys,
         Reason::NoKeys,
         Reason::NodeConfig,

@@ -55,6 +55,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "single_database",
     "client_subcommand",
     "client_pause",
+    "migrate",
     "movable_keys",
     "no_keys",
     "node_config",
