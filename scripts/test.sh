@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-redis.sh
+scripts/install-chromium.sh
 
 # A minimal rustup profile has neither rustfmt nor clippy.
 if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then

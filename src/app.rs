@@ -28,6 +28,10 @@ impl HealthSource for Readiness {
     fn ready(&self) -> bool {
         self.0.is_ready()
     }
+
+    fn status_json(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&self.0.status()).ok()
+    }
 }
 
 pub fn limits(config: &Config) -> Limits {

@@ -74,6 +74,15 @@ impl Pool {
             .clone()
     }
 
+    /// The node at `addr` if this pool already connects to it; never opens a connection.
+    pub fn existing(&self, addr: &str) -> Option<Arc<Node>> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .iter()
+            .find(|(a, _)| a.as_ref() == addr)
+            .map(|(_, n)| n.clone())
+    }
+
     /// Forgets nodes not in `keep`. Their connections close once the last request using them is done.
     pub fn retain(&self, keep: &[NodeAddr]) {
         let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());

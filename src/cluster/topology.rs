@@ -108,6 +108,23 @@ impl Topology {
         &self.shards
     }
 
+    /// Runs of consecutive slots with the same owner, as `(first, last, shard)`; unowned slots
+    /// are left out. For showing the map to people.
+    pub fn ranges(&self) -> Vec<(u16, u16, usize)> {
+        let mut out: Vec<(u16, u16, usize)> = Vec::new();
+        for (slot, &owner) in self.owners.iter().enumerate() {
+            if owner == UNOWNED {
+                continue;
+            }
+            let (slot, shard) = (slot as u16, usize::from(owner));
+            match out.last_mut() {
+                Some((_, last, s)) if *s == shard && *last + 1 == slot => *last = slot,
+                _ => out.push((slot, slot, shard)),
+            }
+        }
+        out
+    }
+
     /// Shards that serve at least one slot: the masters a fan-out must reach.
     pub fn serving_shards(&self) -> impl Iterator<Item = (usize, &Shard)> {
         let mut used = vec![false; self.shards.len()];

@@ -1,5 +1,6 @@
 //! The operator's HTTP endpoint: `/metrics` for Prometheus, `/readyz` and `/livez` for the
-//! orchestrator. Deliberately tiny (HTTP/1.1 only, no router crate) since it serves a scraper
+//! orchestrator, and `/` with `/status.json` for a person: a page that draws the cluster as
+//! slotgate sees it. Deliberately tiny (HTTP/1.1 only, no router crate) since it serves a scraper
 //! and a probe, not users.
 //!
 //! [`serve`] takes a bound listener and a shutdown future rather than an address, so tests bind
@@ -43,7 +44,16 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub trait HealthSource: Send + Sync {
     /// True when a client connecting now would be served.
     fn ready(&self) -> bool;
+
+    /// The status page's data, as JSON; `None` where there is none to give.
+    fn status_json(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
+
+/// The status page: one self-contained file, no external assets, so it works where the
+/// operator's browser reaches nothing but slotgate.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// Serves the endpoint on `listener` until `shutdown` completes, then stops accepting, lets
 /// requests in progress finish (for at most a few seconds), and returns. Errors on single
@@ -128,7 +138,10 @@ fn respond(
     health: &dyn HealthSource,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if !matches!(path, "/metrics" | "/readyz" | "/livez") {
+    if !matches!(
+        path,
+        "/metrics" | "/readyz" | "/livez" | "/" | "/status.json"
+    ) {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     // HEAD is answered like GET; hyper leaves the body out.
@@ -154,11 +167,27 @@ fn respond(
                 text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
             }
         },
+        "/" => typed(
+            Bytes::from_static(STATUS_PAGE.as_bytes()),
+            "text/html; charset=utf-8",
+        ),
+        "/status.json" => match health.status_json() {
+            Some(json) => typed(Bytes::from(json), "application/json"),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         "/readyz" if health.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         // Answering at all is the liveness signal: the runtime is scheduling tasks.
         _ => text(StatusCode::OK, "ok\n"),
     }
+}
+
+fn typed(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -11,8 +11,10 @@
 //! node address) would need a family kept here instead, and never goes into a metric name.
 
 pub mod http;
+mod nodes;
 
 pub use http::{serve, HealthSource};
+pub use nodes::{node_totals, NodeTotals};
 
 use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};

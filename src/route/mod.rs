@@ -20,6 +20,7 @@ mod script_cache;
 mod script_merge;
 mod scripts;
 pub mod split;
+pub mod status;
 mod table;
 mod transaction;
 mod wait;

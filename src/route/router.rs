@@ -504,6 +504,12 @@ impl Router {
         self.pool.retain(&keep);
     }
 
+    /// Whether this worker has an open connection to `addr`; `None` when it has none to have
+    /// (a node it does not route to).
+    pub fn node_up(&self, addr: &str) -> Option<bool> {
+        self.pool.existing(addr).map(|n| n.is_up())
+    }
+
     /// Some node is unreachable.
     pub fn degraded(&self) -> bool {
         self.pool.degraded()

@@ -3,20 +3,38 @@
 use std::sync::Arc;
 
 use super::router::Router;
+use super::status::{self, ChangeLog, Status};
 use crate::cluster::{Topology, TopologySink};
 use crate::command::CommandTable;
-use crate::metrics::Metrics;
+use crate::metrics::{node_totals, Metrics};
 
 pub struct Routers {
     routers: Vec<Arc<Router>>,
     metrics: Arc<Metrics>,
+    changes: ChangeLog,
 }
 
 impl Routers {
     /// `routers` must not be empty: the proxy runs at least one worker.
     pub fn new(routers: Vec<Arc<Router>>, metrics: Arc<Metrics>) -> Routers {
         assert!(!routers.is_empty(), "at least one router");
-        Routers { routers, metrics }
+        Routers {
+            routers,
+            metrics,
+            changes: ChangeLog::default(),
+        }
+    }
+
+    /// The cluster as the status page shows it.
+    pub fn status(&self) -> Status {
+        let first = &self.routers[0];
+        let totals = node_totals(&self.metrics.registry);
+        status::status(
+            &first.topology(),
+            |addr| first.node_up(addr),
+            &totals,
+            self.changes.entries(),
+        )
     }
 
     /// Every worker can serve any key.
@@ -41,6 +59,7 @@ impl TopologySink for Routers {
     }
 
     fn install(&self, next: Topology) {
+        self.changes.record(&self.current(), &next);
         for r in &self.routers {
             r.install(&next);
         }

@@ -21,6 +21,7 @@ mod resp3;
 mod scripts;
 mod shards;
 mod slow;
+mod status_page;
 mod transactions;
 mod wait;
 
