@@ -351,9 +351,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_status_page_is_html() {
+        let server = Server::start(true).await;
+        let reply = request(server.addr, "GET", "/").await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.starts_with("<!doctype html>"), "{}", reply.body);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn unknown_path_is_404() {
         let server = Server::start(true).await;
-        for path in ["/", "/metric", "/readyz/extra", "/healthz"] {
+        // No status data from this source, so no `/status.json` either.
+        for path in ["/metric", "/readyz/extra", "/healthz", "/status.json"] {
             assert_eq!(
                 request(server.addr, "GET", path).await.status,
                 404,
