@@ -105,7 +105,7 @@ backend: {op_timeout_ms: 750}
             "--seed",
             "127.0.0.1:7000",
             "--metrics-listen",
-            "127.0.0.1:9121",
+            "127.0.0.1:8379",
         ]);
         let config = load_config(&cli).unwrap();
         assert_eq!(config.seeds, ["127.0.0.1:7000"]);
@@ -148,7 +148,7 @@ backend: {op_timeout_ms: 750}
             "--listen",
             "0.0.0.0:6380",
             "--metrics-listen",
-            "0.0.0.0:9121",
+            "0.0.0.0:8379",
             "--workers",
             "2",
             "--log-level",
@@ -156,7 +156,7 @@ backend: {op_timeout_ms: 750}
         ]);
         let config = load_config(&cli).unwrap();
         assert_eq!(config.listen, "0.0.0.0:6380");
-        assert_eq!(config.metrics_listen.as_deref(), Some("0.0.0.0:9121"));
+        assert_eq!(config.metrics_listen.as_deref(), Some("0.0.0.0:8379"));
         assert_eq!(config.workers, 2);
         assert_eq!(config.log.level, "warn,slotgate=trace");
         // Not given as flags: still from the file.

@@ -104,7 +104,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:6380".to_owned(),
             seeds: Vec::new(),
-            metrics_listen: Some("127.0.0.1:9121".to_owned()),
+            metrics_listen: Some("127.0.0.1:8379".to_owned()),
             workers: 0,
             max_clients: 10_000,
             client: ClientConfig::default(),
@@ -750,7 +750,7 @@ mod tests {
         rejects_seed_ipv6_without_brackets: "seeds: [\"::1:7000\"]" => "seeds";
         rejects_seed_bad_ipv6_in_brackets: "seeds: [\"[::zz]:7000\"]" => "seeds";
         rejects_second_seed_invalid: "seeds: [\"127.0.0.1:7000\", \"127.0.0.1\"]" => "seeds";
-        rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:9121\"" => "metrics_listen";
+        rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:8379\"" => "metrics_listen";
         rejects_workers_too_many: "workers: 1025" => "workers";
         rejects_max_clients_zero: "max_clients: 0" => "max_clients";
         rejects_max_pipeline_zero: "client: {max_pipeline: 0}" => "client.max_pipeline";
