@@ -430,10 +430,27 @@ impl Config {
 
     /// An empty (or comments-only) document yields the defaults, so a fresh file with
     /// everything commented out behaves like no file.
+    ///
+    /// The parser's message says where (line and column) and what; the key it was reading, as a
+    /// dotted path, is put in front, since a type error alone ("invalid u64") does not name it.
     fn parse_unvalidated(yaml: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
-        serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Parse {
+        let mut options = serde_saphyr::Options::default();
+        // One line, so the message reads as well in a log line as on a terminal.
+        options.with_snippet = false;
+        let mut key = None;
+        serde_saphyr::with_deserializer_from_str_with_options(yaml, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                key = Some(e.path().to_string());
+                e.into_inner()
+            })
+        })
+        .map_err(|e| ConfigError::Parse {
             path: path.map(Path::to_owned),
-            message: e.to_string(),
+            message: match key.as_deref() {
+                // The document itself, or a place the path tracker could not name.
+                None | Some(".") | Some("?") => e.to_string(),
+                Some(key) => format!("{key}: {e}"),
+            },
         })
     }
 
@@ -930,6 +947,13 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
     }
 
     #[test]
+    fn duplicate_key_is_a_parse_error_naming_it() {
+        let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nworkers: 1\nworkers: 2\n");
+        assert!(msg.contains("workers"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
     fn seeds_as_a_scalar_is_a_parse_error() {
         let msg = parse_message("seeds: 127.0.0.1:7000");
         assert!(msg.contains("seeds"), "{msg}");
@@ -972,20 +996,21 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
     /// shipped file spells out every key the struct has, and nothing else.
     #[test]
     fn shipped_file_lists_every_key() {
-        fn keys(value: &serde_yaml_ng::Value, prefix: &str, out: &mut Vec<String>) {
-            if let serde_yaml_ng::Value::Mapping(map) = value {
+        fn keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = value {
                 for (k, v) in map {
-                    let name = format!("{prefix}{}", k.as_str().unwrap());
+                    let name = format!("{prefix}{k}");
                     keys(v, &format!("{name}."), out);
                     out.push(name);
                 }
             }
         }
         let mut shipped = Vec::new();
-        keys(&serde_yaml_ng::from_str(SHIPPED).unwrap(), "", &mut shipped);
+        let file: serde_json::Value = serde_saphyr::from_str(SHIPPED).unwrap();
+        keys(&file, "", &mut shipped);
         let mut expected = Vec::new();
         keys(
-            &serde_yaml_ng::to_value(Config::default()).unwrap(),
+            &serde_json::to_value(Config::default()).unwrap(),
             "",
             &mut expected,
         );
