@@ -155,6 +155,7 @@ fn backend_settings(config: &Config) -> Arc<BackendSettings> {
         reconnect_backoff_max: b.reconnect_backoff_max(),
         limits: reply_limits(limits(config)),
         readonly: b.read_from.uses_replicas(),
+        tcp_keepalive: b.tcp_keepalive(),
     })
 }
 
@@ -208,6 +209,7 @@ fn session_settings(
         max_pipeline: config.client.max_pipeline,
         max_clients: config.max_clients,
         idle_timeout: config.client.idle_timeout(),
+        tcp_keepalive: config.client.tcp_keepalive(),
         limits: limits(config),
         output: config.client.output_limits(),
         pubsub_output: config.client.pubsub_output_limits(),

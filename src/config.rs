@@ -81,8 +81,9 @@ pub struct Config {
     /// and its reply never wake another thread. One is best for a sidecar on a small machine
     /// it shares with its app.
     pub workers: usize,
-    /// Connections accepted at once; further clients wait in the kernel's backlog, so a
-    /// connection storm cannot exhaust file descriptors needed for backends.
+    /// Clients connected at once. One more is answered `-ERR max number of clients reached`
+    /// and closed, as Redis does, so a connection storm cannot exhaust the memory and file
+    /// descriptors the clients already connected and the backends need.
     pub max_clients: usize,
     /// Limits applied to each client connection.
     pub client: ClientConfig,
@@ -142,6 +143,11 @@ pub struct ClientConfig {
     pub pubsub_output_buffer_hard_bytes: usize,
     pub pubsub_output_buffer_soft_bytes: usize,
     pub pubsub_output_buffer_soft_secs: u64,
+    /// Seconds a client connection may be idle before TCP keepalive probes check that its host
+    /// is still there; 0 sends none. A client that vanished without closing (a host powered
+    /// off, a NAT that forgot the flow) would otherwise keep its seat for ever when
+    /// `idle_timeout_secs` is 0.
+    pub tcp_keepalive_secs: u64,
 }
 
 impl Default for ClientConfig {
@@ -155,6 +161,7 @@ impl Default for ClientConfig {
             pubsub_output_buffer_hard_bytes: 32 * MIB,
             pubsub_output_buffer_soft_bytes: 8 * MIB,
             pubsub_output_buffer_soft_secs: 60,
+            tcp_keepalive_secs: 300,
         }
     }
 }
@@ -180,6 +187,12 @@ impl ClientConfig {
                 "client.pubsub_output_buffer_soft_bytes",
                 self.pubsub_output_buffer_soft_bytes,
             ),
+        )?;
+        check_range(
+            "client.tcp_keepalive_secs",
+            self.tcp_keepalive_secs,
+            0,
+            MAX_KEEPALIVE_SECS,
         )
     }
 
@@ -202,6 +215,11 @@ impl ClientConfig {
     /// `None` when idle clients are never disconnected, so callers cannot mistake 0 for "at once".
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// `None` when no keepalive probes are sent.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        keepalive(self.tcp_keepalive_secs)
     }
 }
 
@@ -242,6 +260,11 @@ pub struct BackendConfig {
     /// answers an error). Replicas lag their master, so a client may not read its own last
     /// write there; transactions and blocking commands always run on the master.
     pub read_from: ReadFrom,
+    /// Seconds a node connection may be idle before TCP keepalive probes check the node is
+    /// still there; 0 sends none. Shorter than the client's: an idle connection to a node that
+    /// died without a word would fail the next request sent on it, and keepalive replaces it
+    /// before one is.
+    pub tcp_keepalive_secs: u64,
 }
 
 impl Default for BackendConfig {
@@ -256,6 +279,7 @@ impl Default for BackendConfig {
             reconnect_backoff_max_ms: 2000,
             hold_timeout_ms: 17000,
             read_from: ReadFrom::Master,
+            tcp_keepalive_secs: 60,
         }
     }
 }
@@ -280,6 +304,10 @@ impl BackendConfig {
     /// `hold_timeout_ms` as a `Duration`.
     pub fn hold_timeout(&self) -> Duration {
         Duration::from_millis(self.hold_timeout_ms)
+    }
+    /// `None` when no keepalive probes are sent.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        keepalive(self.tcp_keepalive_secs)
     }
 }
 
@@ -523,7 +551,12 @@ impl BackendConfig {
                 ),
             ));
         }
-        Ok(())
+        check_range(
+            "backend.tcp_keepalive_secs",
+            b.tcp_keepalive_secs,
+            0,
+            MAX_KEEPALIVE_SECS,
+        )
     }
 }
 
@@ -567,6 +600,14 @@ impl ProtocolConfig {
         }
         Ok(())
     }
+}
+
+/// Longest idle time before the first keepalive probe that Linux accepts (`TCP_KEEPIDLE`).
+const MAX_KEEPALIVE_SECS: u64 = 32_767;
+
+/// Keepalive seconds as the socket wants them: 0 is off.
+fn keepalive(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// A hard limit of at least 64 KiB, and a soft one no higher than it.
@@ -780,6 +821,10 @@ mod tests {
         rejects_soft_output_buffer_above_hard:
             "client: {output_buffer_hard_bytes: 1048576, output_buffer_soft_bytes: 2097152}"
                 => "client.output_buffer_soft_bytes";
+        rejects_client_keepalive_too_long:
+            "client: {tcp_keepalive_secs: 32768}" => "client.tcp_keepalive_secs";
+        rejects_backend_keepalive_too_long:
+            "backend: {tcp_keepalive_secs: 32768}" => "backend.tcp_keepalive_secs";
         rejects_connections_per_node_zero:
             "backend: {connections_per_node: 0}" => "backend.connections_per_node";
         rejects_connections_per_node_too_large:

@@ -17,6 +17,7 @@ pub mod error;
 #[cfg(test)]
 mod fake;
 pub mod frontend;
+pub mod keepalive;
 pub mod metrics;
 pub mod order;
 pub mod protocol;

@@ -267,6 +267,9 @@ pub(crate) async fn open_checked(
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        if let Err(e) = crate::keepalive::set(&stream, s.tcp_keepalive) {
+            tracing::debug!(node = addr, error = %e, "cannot turn TCP keepalive on");
+        }
         if proto == Proto::Resp3 {
             ask(&mut stream, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", &s.limits).await?;
         }
@@ -608,6 +611,7 @@ mod tests {
                 reconnect_backoff_max: OP_TIMEOUT,
                 limits: Limits::default(),
                 readonly: false,
+                tcp_keepalive: None,
             };
             assert_eq!(s.op_timeout / HUNG_CHECKS_PER_TIMEOUT, PERIOD);
             let (tx, mut rx) = mpsc::channel(max_inflight);

@@ -53,6 +53,9 @@ pub async fn serve(
         let Some(worker) = workers.iter().min_by_key(|s| s.clients()) else {
             return;
         };
+        if let Err(e) = crate::keepalive::set(&stream, worker.fe.settings.tcp_keepalive) {
+            tracing::debug!(error = %e, "cannot turn TCP keepalive on");
+        }
         // The socket leaves this runtime's reactor and joins the worker's.
         let stream = match stream.into_std() {
             Ok(s) => s,

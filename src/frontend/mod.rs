@@ -34,6 +34,8 @@ pub struct SessionSettings {
     pub max_pipeline: usize,
     pub max_clients: usize,
     pub idle_timeout: Option<Duration>,
+    /// Idle time before TCP keepalive probes start on a client socket; `None` turns them off.
+    pub tcp_keepalive: Option<Duration>,
     pub limits: Limits,
     /// How many bytes of unread replies a client may leave in slotgate.
     pub output: OutputLimits,
