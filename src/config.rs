@@ -424,12 +424,27 @@ pub struct LogConfig {
     /// optional level (`warn,slotgate::route=debug`). Kept as text so it can be handed to the
     /// subscriber unchanged; checked here so a typo fails at startup, not silently.
     pub level: String,
+    /// `plain` lines for people, or `json`, one object per line, for a log pipeline that
+    /// would otherwise have to parse the plain text back into fields.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Time, level, target, message and fields on one line; coloured only on a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line, the event's fields at its top level.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Plain,
         }
     }
 }
@@ -921,6 +936,7 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
             let config = Config {
                 log: LogConfig {
                     level: level.to_owned(),
+                    ..LogConfig::default()
                 },
                 ..minimal()
             };
@@ -996,6 +1012,17 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
         let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nworkers: 1\nworkers: 2\n");
         assert!(msg.contains("workers"), "{msg}");
         assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn log_format_is_plain_or_json() {
+        let msg = parse_message("log: {format: xml}");
+        assert!(msg.contains("log.format"), "{msg}");
+        let yaml = "seeds: [\"127.0.0.1:7000\"]\nlog: {format: json}";
+        assert_eq!(
+            Config::from_yaml_str(yaml).unwrap().log.format,
+            LogFormat::Json
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod error;
 mod fake;
 pub mod frontend;
 pub mod keepalive;
+pub mod logging;
 pub mod metrics;
 pub mod order;
 pub mod protocol;

@@ -17,9 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let _logging = slotgate::logging::Logging::init(&config.log);
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -251,6 +251,8 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    // While the cluster is away this fails on every poll, several times a second.
+    let quiet = crate::logging::Throttle::default();
     loop {
         let current = sink.current();
         let mut candidates = current.all_nodes();
@@ -286,10 +288,15 @@ pub async fn run(
                 // a view that missed a move catches up here.
                 sink.install(next);
             }
-            None => tracing::warn!(
-                candidates = candidates.len(),
-                "no node answered the slot map query"
-            ),
+            None => {
+                if let Some(held) = quiet.admit(&()) {
+                    tracing::warn!(
+                        candidates = candidates.len(),
+                        held,
+                        "no node answered the slot map query"
+                    );
+                }
+            }
         }
         let wait = if sink.degraded() {
             // A dead master sends no MOVED: poll until its replica is promoted. The floor keeps

@@ -23,6 +23,7 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(max_clients));
+    let quiet = crate::logging::Throttle::default();
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
@@ -32,7 +33,9 @@ pub async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                if let Some(held) = quiet.admit(&()) {
+                    tracing::warn!(error = %e, held, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
