@@ -16,19 +16,11 @@ use crate::command::CommandTable;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::frontend::{self, Frontend, SessionSettings, Worker};
-use crate::metrics::http::HealthSource;
+use crate::health::{Heartbeats, Probes};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::Limits;
 use crate::route::{RouteSettings, Router, Routers, ScriptCache, ScriptLimits};
-
-struct Readiness(Arc<Routers>);
-
-impl HealthSource for Readiness {
-    fn ready(&self) -> bool {
-        self.0.is_ready()
-    }
-}
 
 pub fn limits(config: &Config) -> Limits {
     let p = &config.protocol;
@@ -68,11 +60,25 @@ pub async fn run(
     let stop = CancellationToken::new();
     // However `run` ends, even by being dropped, the worker threads end with it.
     let _stop_workers = stop.clone().drop_guard();
-    let (runtimes, mut stopped) = start_workers(worker_count(config.workers), &stop).await?;
+    let n = worker_count(config.workers);
+    let heartbeats = Heartbeats::new(n);
+    let (runtimes, mut stopped) = start_workers(n, &stop).await?;
+    for (i, rt) in runtimes.iter().enumerate() {
+        rt.spawn(heartbeats.clone().beat(i));
+    }
     let backend = backend_settings(&config);
     let routers = routers(&config, &backend, &runtimes, &trigger, &metrics);
     let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
-    spawn_background(&config, all, trigger, metrics_listener, &metrics, &stop);
+    let probes = Arc::new(Probes::new(all.clone(), heartbeats, &config.health));
+    spawn_background(
+        &config,
+        all,
+        trigger,
+        metrics_listener,
+        &metrics,
+        probes,
+        &stop,
+    );
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let settings = session_settings(&config, port, backend);
     let first = Frontend::new(routers[0].clone(), metrics, settings);
@@ -166,6 +172,7 @@ fn spawn_background(
     trigger: RefreshTrigger,
     metrics_listener: Option<TcpListener>,
     metrics: &Arc<Metrics>,
+    probes: Arc<Probes>,
     stop: &CancellationToken,
 ) {
     let connect_timeout = config.backend.connect_timeout();
@@ -194,7 +201,7 @@ fn spawn_background(
         tokio::spawn(crate::metrics::http::serve(
             l,
             metrics.clone(),
-            Arc::new(Readiness(all)),
+            probes,
             stop.clone().cancelled_owned(),
         ));
     }

@@ -98,6 +98,10 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// What `/livez` and `/readyz` check.
+    pub health: HealthConfig,
+    /// How the proxy stops on SIGTERM or Ctrl-C.
+    pub shutdown: ShutdownConfig,
 }
 
 impl Default for Config {
@@ -114,6 +118,8 @@ impl Default for Config {
             protocol: ProtocolConfig::default(),
             scripts: ScriptsConfig::default(),
             log: LogConfig::default(),
+            health: HealthConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -449,6 +455,57 @@ impl Default for LogConfig {
     }
 }
 
+/// The probes' rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Milliseconds a worker thread may go without running before `/livez` fails. Each worker
+    /// records every 250 ms that it runs; one blocked (a deadlock, a blocking call, a runaway
+    /// computation) hangs its clients while the main thread still answers probes. Well above
+    /// any pause a healthy worker makes, since failing liveness restarts the process.
+    pub worker_stall_timeout_ms: u64,
+    /// Whether `/readyz` also requires every one of the 16384 slots to have a master. Off by
+    /// default: every proxy of a tier sees the same cluster, so one shard without a master
+    /// would take them all out of their Service at once, and clients would lose the healthy
+    /// shards' keys as well. Turn it on for a proxy that should step aside whenever the cluster
+    /// is incomplete, say when another route to the data exists.
+    pub ready_requires_full_coverage: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            worker_stall_timeout_ms: 10_000,
+            ready_requires_full_coverage: false,
+        }
+    }
+}
+
+/// What SIGTERM and Ctrl-C do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Milliseconds the requests in flight get to finish after SIGTERM, while `/readyz` fails
+    /// and no client is accepted; then the clients left are closed and the process exits. Long
+    /// enough for a blocking command with a short timeout; 0 closes every client at once.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    /// `drain_timeout_ms` as a `Duration`.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
 impl Config {
     /// Parses and validates: the only way the proxy should build a config from text.
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
@@ -524,6 +581,18 @@ impl Config {
         self.protocol.validate()?;
         self.scripts.validate()?;
         check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
+        check_range(
+            "health.worker_stall_timeout_ms",
+            self.health.worker_stall_timeout_ms,
+            1000,
+            3_600_000,
+        )?;
+        check_range(
+            "shutdown.drain_timeout_ms",
+            self.shutdown.drain_timeout_ms,
+            0,
+            3_600_000,
+        )?;
         Ok(self)
     }
 }
@@ -894,6 +963,12 @@ mod tests {
         rejects_log_target_not_a_path: "log: {level: \"slot gate=debug\"}" => "log.level";
         rejects_log_empty_directive: "log: {level: \"info,\"}" => "log.level";
         rejects_log_span_filter: "log: {level: \"[conn]=debug\"}" => "log.level";
+        rejects_worker_stall_timeout_below_a_second:
+            "health: {worker_stall_timeout_ms: 999}" => "health.worker_stall_timeout_ms";
+        rejects_worker_stall_timeout_above_an_hour:
+            "health: {worker_stall_timeout_ms: 3600001}" => "health.worker_stall_timeout_ms";
+        rejects_drain_timeout_above_an_hour:
+            "shutdown: {drain_timeout_ms: 3600001}" => "shutdown.drain_timeout_ms";
     }
 
     #[test]

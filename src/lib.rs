@@ -17,6 +17,7 @@ pub mod error;
 #[cfg(test)]
 mod fake;
 pub mod frontend;
+pub mod health;
 pub mod keepalive;
 pub mod logging;
 pub mod metrics;
