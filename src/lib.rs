@@ -23,4 +23,5 @@ pub mod logging;
 pub mod metrics;
 pub mod order;
 pub mod protocol;
+pub mod reload;
 pub mod route;

@@ -31,6 +31,8 @@ impl Proxy {
         };
         // Tests start once every slot can be served, not as soon as one can.
         config.health.ready_requires_full_coverage = true;
+        // A test's proxy stops when the test ends, with whatever its clients are doing.
+        config.shutdown.drain_timeout_ms = 0;
         tweak(&mut config);
         let config = config.validate().expect("test config is valid");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
