@@ -156,6 +156,9 @@ impl HealthSource for Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Shard, Topology};
+    use crate::fake::{always, fake_node, router};
+    use crate::metrics::Metrics;
 
     #[tokio::test(start_paused = true)]
     async fn a_worker_that_stops_beating_is_stalled() {
@@ -176,5 +179,62 @@ mod tests {
             "{silent:?}"
         );
         zero.abort();
+    }
+
+    fn probes(routers: Arc<Routers>, full_coverage: bool) -> Probes {
+        let config = HealthConfig {
+            ready_requires_full_coverage: full_coverage,
+            ..HealthConfig::default()
+        };
+        Probes::new(routers, Heartbeats::new(1), &config)
+    }
+
+    async fn wait_ready(probes: &Probes) -> Result<(), String> {
+        for _ in 0..200 {
+            if probes.ready().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        probes.ready()
+    }
+
+    #[tokio::test]
+    async fn ready_once_a_master_of_the_map_is_reachable_and_until_draining() {
+        let metrics = Arc::new(Metrics::new());
+        let router = Arc::new(router(metrics.clone()));
+        let routers = Arc::new(Routers::new(vec![router.clone()], metrics));
+        let lenient = probes(routers.clone(), false);
+        let strict = probes(routers, true);
+        assert_eq!(lenient.ready(), Err("no slot map yet".to_owned()));
+
+        // Half the slots, at a node that answers, and the other half at one that does not.
+        let (up, _) = fake_node(always("+OK\r\n")).await;
+        let shard = |master: &str| Shard {
+            master: master.into(),
+            replicas: Vec::new(),
+            epoch: 1,
+        };
+        let half = Topology::from_ranges([(0, 8191, shard(&up))]).unwrap();
+        router.install(&half);
+        assert_eq!(wait_ready(&lenient).await, Ok(()));
+        assert_eq!(strict.ready(), Err("some slots have no master".to_owned()));
+        // A reload turns the coverage rule off.
+        strict.configure(&HealthConfig::default());
+        assert_eq!(strict.ready(), Ok(()));
+
+        // No master reachable: not ready, whatever the coverage.
+        let down = Topology::from_ranges([(0, 16383, shard("127.0.0.1:1"))]).unwrap();
+        router.install(&down);
+        assert_eq!(
+            lenient.ready(),
+            Err("no master of the slot map is reachable".to_owned())
+        );
+
+        router.install(&half);
+        assert_eq!(wait_ready(&lenient).await, Ok(()));
+        lenient.drain();
+        assert_eq!(lenient.ready(), Err("draining".to_owned()));
+        assert_eq!(lenient.live(), Ok(()), "draining is no reason to restart");
     }
 }
