@@ -8,7 +8,7 @@
 # give at least one with --seed (arguments after the image name are appended to the entrypoint),
 # or mount a whole config file of your own over /etc/slotgate/slotgate.yaml.
 
-FROM rust:1.85-slim-bookworm AS build
+FROM rust:1.89-slim-bookworm AS build
 WORKDIR /src
 # Cargo reads every target the manifest declares before building any, so benches/ comes along
 # even though only the binary is built; tests/ is discovered, not declared, and stays out.

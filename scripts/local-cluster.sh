@@ -5,7 +5,7 @@
 #   scripts/local-cluster.sh [start] [-- SLOTGATE_ARGS...]
 #       Install Redis if missing, build slotgate (release), start the cluster (or reuse the one
 #       already running from an earlier start), then run slotgate in the foreground on
-#       127.0.0.1:6380 (metrics on 127.0.0.1:9121). Ctrl-C stops slotgate; the cluster keeps
+#       127.0.0.1:6380 (metrics on 127.0.0.1:8379). Ctrl-C stops slotgate; the cluster keeps
 #       running until `scripts/local-cluster.sh stop`.
 #   scripts/local-cluster.sh start-bg | --background [-- SLOTGATE_ARGS...]
 #       The same with slotgate in the background (log in .local-cluster/slotgate.log); returns
@@ -27,7 +27,7 @@ NODE_TIMEOUT_MS=5000
 LISTEN_PORT=6380
 LISTEN="127.0.0.1:$LISTEN_PORT"
 SEED="127.0.0.1:${PORTS[0]}"
-METRICS="127.0.0.1:9121"
+METRICS="127.0.0.1:8379"
 # cargo puts the binary under $CARGO_TARGET_DIR when that is set (relative to where cargo runs,
 # which is $ROOT below).
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"

@@ -2,37 +2,30 @@
 //! [`run`] with listeners bound to port 0, so they exercise exactly what the binary runs.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendSettings, Dedicate, Health, Pool};
-use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
+use crate::cluster::{
+    refresh, NodeAddr, RefreshPlan, RefreshSettings, RefreshTrigger, TopologySink,
+};
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::frontend::{self, Frontend, SessionSettings, Worker};
-use crate::metrics::http::HealthSource;
+use crate::frontend::{self, ClientSettings, Frontend, SessionSettings, Worker};
+use crate::health::{Heartbeats, Probes};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
 use crate::protocol::Limits;
+use crate::reload;
 use crate::route::{RouteSettings, Router, Routers, ScriptCache, ScriptLimits};
-
-struct Readiness(Arc<Routers>);
-
-impl HealthSource for Readiness {
-    fn ready(&self) -> bool {
-        self.0.is_ready()
-    }
-
-    fn status_json(&self) -> Option<Vec<u8>> {
-        serde_json::to_vec(&self.0.status()).ok()
-    }
-}
 
 pub fn limits(config: &Config) -> Limits {
     let p = &config.protocol;
@@ -56,7 +49,9 @@ fn reply_limits(client: Limits) -> Limits {
     }
 }
 
-/// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves.
+/// Serves clients on `listener` (and metrics on `metrics_listener`) until `shutdown` resolves,
+/// then drains: `/readyz` fails, new clients are refused, and the clients connected get
+/// `shutdown.drain_timeout_ms` to have the requests they sent answered.
 ///
 /// The data path runs on `workers` threads (one per core by default), each a single-threaded
 /// runtime with its own router and backend connections; the caller's runtime only accepts
@@ -67,33 +62,177 @@ pub async fn run(
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    // No sender: nothing is ever reloaded.
+    let (_, reloads) = mpsc::channel(1);
+    run_reloadable(config, listener, metrics_listener, shutdown, reloads).await
+}
+
+/// [`run`], applying each config that arrives on `reloads` (validated, as the binary loads its
+/// file again on SIGHUP): the keys [`reload`] says can change at once take their new values, the
+/// others keep theirs and are named in a log line.
+pub async fn run_reloadable(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: mpsc::Receiver<Config>,
+) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new());
     let trigger = RefreshTrigger::default();
     let stop = CancellationToken::new();
     // However `run` ends, even by being dropped, the worker threads end with it.
     let _stop_workers = stop.clone().drop_guard();
-    let (runtimes, mut stopped) = start_workers(worker_count(config.workers), &stop).await?;
+    let n = worker_count(config.workers);
+    let heartbeats = Heartbeats::new(n);
+    let (runtimes, mut stopped) = start_workers(n, &stop).await?;
+    for (i, rt) in runtimes.iter().enumerate() {
+        rt.spawn(heartbeats.clone().beat(i));
+    }
     let backend = backend_settings(&config);
     let routers = routers(&config, &backend, &runtimes, &trigger, &metrics);
     let all = Arc::new(Routers::new(routers.clone(), metrics.clone()));
-    spawn_background(&config, all, trigger, metrics_listener, &metrics, &stop);
+    let probes = Arc::new(Probes::new(all.clone(), heartbeats, &config.health));
+    let plan = Arc::new(ArcSwap::from_pointee(refresh_plan(&config)));
+    spawn_background(
+        &config,
+        all,
+        &plan,
+        &trigger,
+        metrics_listener,
+        &metrics,
+        probes.clone(),
+        &stop,
+    );
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let settings = session_settings(&config, port, backend);
-    let first = Frontend::new(routers[0].clone(), metrics, settings);
+    let first = Arc::new(Frontend::new(routers[0].clone(), metrics, settings));
     tokio::spawn(first.sample_ops(stop.clone().cancelled_owned()));
     let workers: Vec<Arc<Worker>> = runtimes
         .into_iter()
         .zip(routers)
         .map(|(rt, router)| Arc::new(Worker::new(rt, Arc::new(first.sibling(router)))))
         .collect();
+    let drain_timeout = Arc::new(AtomicU64::new(config.shutdown.drain_timeout_ms));
     tracing::info!(listen = %config.listen, port, workers = workers.len(), "slotgate serving");
-    frontend::serve(listener, workers, config.max_clients, shutdown).await;
+    let live = Live {
+        running: config,
+        frontend: first.clone(),
+        plan,
+        trigger,
+        probes: probes.clone(),
+        drain_timeout: drain_timeout.clone(),
+    };
+    tokio::spawn(apply_reloads(reloads, live, stop.clone()));
+    let admission = first.admission().clone();
+    frontend::serve(listener, workers, admission.clone(), shutdown).await;
+    // The listener is closed: new clients are refused. Probes say so before the drain starts.
+    probes.drain();
+    let timeout = Duration::from_millis(drain_timeout.load(Ordering::Relaxed));
+    drain(&first, &admission, timeout).await;
     stop.cancel();
     // Every worker thread drops its sender after its runtime, and with it every session and
     // backend connection, is gone.
     let _ = stopped.recv().await;
     Ok(())
 }
+
+/// What a reload can change in a running proxy, and the config it runs.
+struct Live {
+    running: Config,
+    frontend: Arc<Frontend>,
+    plan: Arc<ArcSwap<RefreshPlan>>,
+    trigger: RefreshTrigger,
+    probes: Arc<Probes>,
+    drain_timeout: Arc<AtomicU64>,
+}
+
+impl Live {
+    /// Applies what can change at once, keeps the rest, and says which is which.
+    fn apply(&mut self, loaded: Config) {
+        let changes = reload::changes(&self.running, &loaded);
+        // Restart-only keys keep their running values, also where a reloadable part reads them
+        // (the refresher's connect timeout, say).
+        let next = reload::in_force(&self.running, &loaded);
+        let c = &next;
+        self.frontend.reconfigure(client_settings(c), c.max_clients);
+        if changes
+            .applied
+            .iter()
+            .any(|k| k.starts_with("seeds") || k.starts_with("topology."))
+        {
+            // Ends a wait under the old interval; the next refresh asks the new seeds.
+            self.plan.store(Arc::new(refresh_plan(c)));
+            self.trigger.request();
+        }
+        self.probes.configure(&c.health);
+        self.drain_timeout
+            .store(c.shutdown.drain_timeout_ms, Ordering::Relaxed);
+        self.running = next;
+        if changes.is_empty() {
+            tracing::info!("config reloaded: nothing changed");
+            return;
+        }
+        if !changes.applied.is_empty() {
+            tracing::info!(applied = ?changes.applied, "config reloaded");
+        }
+        if !changes.need_restart.is_empty() {
+            tracing::warn!(
+                keys = ?changes.need_restart,
+                "config reloaded, but these keys need a restart and keep their running values"
+            );
+        }
+    }
+}
+
+/// Applies each reloaded config until the proxy stops.
+async fn apply_reloads(
+    mut reloads: mpsc::Receiver<Config>,
+    mut live: Live,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            loaded = reloads.recv() => match loaded {
+                Some(config) => live.apply(config),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Lets every client finish the requests it has sent, for at most `timeout`: each reads nothing
+/// more, writes its replies and closes, an idle one at once. A client still in a request at the
+/// deadline is closed with the workers, and hears nothing more.
+async fn drain(fe: &Frontend, admission: &frontend::Admission, timeout: Duration) {
+    let started = tokio::time::Instant::now();
+    fe.drain();
+    let open = admission.open();
+    if open > 0 {
+        let timeout_ms = timeout.as_millis() as u64;
+        tracing::info!(
+            clients = open,
+            timeout_ms,
+            "draining: answering requests in flight"
+        );
+    }
+    while admission.open() > 0 {
+        if started.elapsed() >= timeout {
+            tracing::warn!(
+                clients = admission.open(),
+                "drain timeout: closing clients with requests still in flight"
+            );
+            return;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    if open > 0 {
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+    }
+}
+
+/// How often a drain looks whether every client is gone.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// One router per worker runtime, each with its own backend connections; they share the refresh
 /// trigger, the metrics, the disruption count and the scripts clients loaded.
@@ -159,45 +298,55 @@ fn backend_settings(config: &Config) -> Arc<BackendSettings> {
         reconnect_backoff_max: b.reconnect_backoff_max(),
         limits: reply_limits(limits(config)),
         readonly: b.read_from.uses_replicas(),
+        tcp_keepalive: b.tcp_keepalive(),
     })
 }
 
+/// What the refresher asks and how often, from the config.
+fn refresh_plan(config: &Config) -> RefreshPlan {
+    let connect_timeout = config.backend.connect_timeout();
+    RefreshPlan {
+        seeds: config
+            .seeds
+            .iter()
+            .map(|s| NodeAddr::from(s.as_str()))
+            .collect(),
+        settings: RefreshSettings {
+            interval: config.topology.refresh_interval(),
+            min_interval: config.topology.min_refresh_interval(),
+            connect_timeout,
+            // A slot map query is small: a node slower than a connect is as good as down.
+            query_timeout: connect_timeout,
+            limits: reply_limits(limits(config)),
+        },
+    }
+}
+
 /// The slot-map refresher, the command learner and the metrics endpoint, on the caller's runtime.
+#[allow(clippy::too_many_arguments)]
 fn spawn_background(
     config: &Config,
     all: Arc<Routers>,
-    trigger: RefreshTrigger,
+    plan: &Arc<ArcSwap<RefreshPlan>>,
+    trigger: &RefreshTrigger,
     metrics_listener: Option<TcpListener>,
     metrics: &Arc<Metrics>,
+    probes: Arc<Probes>,
     stop: &CancellationToken,
 ) {
-    let connect_timeout = config.backend.connect_timeout();
-    let refresh_settings = RefreshSettings {
-        interval: config.topology.refresh_interval(),
-        min_interval: config.topology.min_refresh_interval(),
-        connect_timeout,
-        // A slot map query is small: a node that takes longer than a connect is as good as down.
-        query_timeout: connect_timeout,
-        limits: reply_limits(limits(config)),
-    };
-    let seeds: Vec<NodeAddr> = config
-        .seeds
-        .iter()
-        .map(|s| NodeAddr::from(s.as_str()))
-        .collect();
     tokio::spawn(refresh::run(
-        seeds,
+        plan.clone(),
         all.clone() as Arc<dyn TopologySink>,
-        trigger,
-        refresh_settings.clone(),
+        trigger.clone(),
         stop.clone().cancelled_owned(),
     ));
-    tokio::spawn(learn_commands(all.clone(), refresh_settings, stop.clone()));
+    let learn = refresh_plan(config).settings;
+    tokio::spawn(learn_commands(all.clone(), learn, stop.clone()));
     if let Some(l) = metrics_listener {
         tokio::spawn(crate::metrics::http::serve(
             l,
             metrics.clone(),
-            Arc::new(Readiness(all)),
+            probes,
             stop.clone().cancelled_owned(),
         ));
     }
@@ -209,14 +358,22 @@ fn session_settings(
     subscriber: Arc<BackendSettings>,
 ) -> SessionSettings {
     SessionSettings {
-        max_pipeline: config.client.max_pipeline,
+        client: client_settings(config),
         max_clients: config.max_clients,
-        idle_timeout: config.client.idle_timeout(),
         limits: limits(config),
-        output: config.client.output_limits(),
-        pubsub_output: config.client.pubsub_output_limits(),
         subscriber,
         port,
+    }
+}
+
+fn client_settings(config: &Config) -> ClientSettings {
+    let c = &config.client;
+    ClientSettings {
+        max_pipeline: c.max_pipeline,
+        idle_timeout: c.idle_timeout(),
+        tcp_keepalive: c.tcp_keepalive(),
+        output: c.output_limits(),
+        pubsub_output: c.pubsub_output_limits(),
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -58,6 +58,21 @@ impl Breach {
     }
 }
 
+/// Whether a session goes on reading its client, as [`Budget::reading`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    Go,
+    /// The proxy is shutting down: read nothing more, answer what was read, then close.
+    Drain,
+    /// `CLIENT KILL`: end the session now.
+    Killed,
+}
+
+/// [`Budget::ending`]'s values, in the order they override each other.
+const GO: u8 = 0;
+const DRAIN: u8 = 1;
+const KILLED: u8 = 2;
+
 /// One client's reply bytes: arrived from nodes but not yet taken by its session (`owed`), and
 /// held by the session but not yet written to the socket (`held`).
 ///
@@ -72,9 +87,10 @@ pub struct Budget {
     waiter: AtomicWaker,
     /// A reply was refused for going over the hard limit: the client is to be cut off.
     broken: AtomicBool,
-    /// Another client asked for this one to be disconnected (`CLIENT KILL`). It rides on the
-    /// budget because the session already watches the budget, at no cost per request.
-    killed: AtomicBool,
+    /// Another client asked for this one to be disconnected (`CLIENT KILL`), or the proxy is
+    /// draining: [`GO`], [`DRAIN`] or [`KILLED`]. It rides on the budget because the session
+    /// already watches the budget, at no cost per request.
+    ending: AtomicU8,
     /// Replies have passed the wake-up mark since the session last found all well.
     alert: AtomicBool,
     /// Since when the total has been over the soft limit, in nanoseconds after `epoch` plus one;
@@ -91,7 +107,7 @@ impl Budget {
             limits,
             waiter: AtomicWaker::new(),
             broken: AtomicBool::new(false),
-            killed: AtomicBool::new(false),
+            ending: AtomicU8::new(GO),
             alert: AtomicBool::new(false),
             over_soft_since: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -141,13 +157,29 @@ impl Budget {
 
     /// Ends the client's session at its next look, as `CLIENT KILL` does.
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
+        self.end(KILLED);
+    }
+
+    /// Tells the session to read no more requests and close once it has answered the ones it
+    /// read: the proxy is shutting down. The alert makes the woken session look again, so it
+    /// stays registered for a later wake.
+    pub fn drain(&self) {
+        self.end(DRAIN);
+    }
+
+    fn end(&self, how: u8) {
+        self.ending.fetch_max(how, Ordering::Relaxed);
         self.alert.store(true, Ordering::Relaxed);
         self.waiter.wake();
     }
 
-    pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Relaxed)
+    /// One load, made before each read of the client.
+    pub fn reading(&self) -> Reading {
+        match self.ending.load(Ordering::Relaxed) {
+            GO => Reading::Go,
+            DRAIN => Reading::Drain,
+            _ => Reading::Killed,
+        }
     }
 
     /// The session holds `bytes` of replies it has not written yet.
@@ -188,7 +220,7 @@ impl Budget {
 
     /// `Ok` with the end of the soft period when over the soft limit.
     fn check(&self) -> Result<Option<Instant>, Breach> {
-        if self.killed.load(Ordering::Relaxed) {
+        if self.ending.load(Ordering::Relaxed) == KILLED {
             return Err(Breach::Killed);
         }
         let total = self.total();
@@ -296,6 +328,20 @@ mod tests {
         assert!(!b.arrived(20));
         assert_eq!(b.total(), 90);
         assert_eq!(b.breached().await, Breach::Hard);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_is_no_breach_and_a_kill_overrides_it() {
+        let b = budget(100, 0);
+        assert_eq!(b.reading(), Reading::Go);
+        b.drain();
+        assert_eq!(b.reading(), Reading::Drain);
+        let quiet = tokio::time::timeout(Duration::from_secs(1), b.breached()).await;
+        assert!(quiet.is_err(), "a drain is not a breach");
+        b.kill();
+        b.drain();
+        assert_eq!(b.reading(), Reading::Killed);
+        assert_eq!(b.breached().await, Breach::Killed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,9 +12,14 @@ use crate::config::{Config, ConfigError};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
 #[command(name = "slotgate", version)]
 pub struct Cli {
-    /// YAML config file; without it every setting starts from its default.
+    /// YAML config file; without it every setting starts from its default. SIGHUP reads it
+    /// again (and applies the flags again on top).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Validate FILE, with the other flags on top, as at start-up; print "ok" and exit 0, or
+    /// print the reason on stderr and exit 2. Serves nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub check_config: Option<PathBuf>,
     /// Address clients connect to, as ip:port [overrides `listen`].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -37,7 +42,7 @@ pub struct Cli {
 /// validation of the result. Validating only at the end lets a flag fix what the file alone
 /// would fail on, such as a file with no seeds.
 pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
-    let mut config = match &cli.config {
+    let mut config = match cli.config.as_ref().or(cli.check_config.as_ref()) {
         Some(path) => Config::load_unvalidated(path)?,
         None => Config::default(),
     };
@@ -105,7 +110,7 @@ backend: {op_timeout_ms: 750}
             "--seed",
             "127.0.0.1:7000",
             "--metrics-listen",
-            "127.0.0.1:9121",
+            "127.0.0.1:8379",
         ]);
         let config = load_config(&cli).unwrap();
         assert_eq!(config.seeds, ["127.0.0.1:7000"]);
@@ -148,7 +153,7 @@ backend: {op_timeout_ms: 750}
             "--listen",
             "0.0.0.0:6380",
             "--metrics-listen",
-            "0.0.0.0:9121",
+            "0.0.0.0:8379",
             "--workers",
             "2",
             "--log-level",
@@ -156,7 +161,7 @@ backend: {op_timeout_ms: 750}
         ]);
         let config = load_config(&cli).unwrap();
         assert_eq!(config.listen, "0.0.0.0:6380");
-        assert_eq!(config.metrics_listen.as_deref(), Some("0.0.0.0:9121"));
+        assert_eq!(config.metrics_listen.as_deref(), Some("0.0.0.0:8379"));
         assert_eq!(config.workers, 2);
         assert_eq!(config.log.level, "warn,slotgate=trace");
         // Not given as flags: still from the file.
@@ -224,6 +229,29 @@ backend: {op_timeout_ms: 750}
     fn missing_config_file_is_an_io_error() {
         let cli = parse(&["--config", "/nonexistent/slotgate.yaml", "--seed", "h:1"]);
         assert!(matches!(load_config(&cli), Err(ConfigError::Io { .. })));
+    }
+
+    #[test]
+    fn check_config_reads_its_file_then_the_flags() {
+        let file = TempFile::new("check", FILE);
+        let cli = parse(&["--check-config", file.arg(), "--workers", "2"]);
+        let config = load_config(&cli).unwrap();
+        assert_eq!(
+            (config.workers, config.listen.as_str()),
+            (2, "127.0.0.1:6400")
+        );
+        let cli = parse(&["--check-config", file.arg(), "--listen", "nowhere"]);
+        let err = load_config(&cli).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Invalid { key: "listen", .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn check_config_and_config_do_not_go_together() {
+        let res = Cli::try_parse_from(["slotgate", "--config", "a", "--check-config", "b"]);
+        assert!(res.is_err());
     }
 
     #[test]

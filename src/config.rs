@@ -81,8 +81,9 @@ pub struct Config {
     /// and its reply never wake another thread. One is best for a sidecar on a small machine
     /// it shares with its app.
     pub workers: usize,
-    /// Connections accepted at once; further clients wait in the kernel's backlog, so a
-    /// connection storm cannot exhaust file descriptors needed for backends.
+    /// Clients connected at once. One more is answered `-ERR max number of clients reached`
+    /// and closed, as Redis does, so a connection storm cannot exhaust the memory and file
+    /// descriptors the clients already connected and the backends need.
     pub max_clients: usize,
     /// Limits applied to each client connection.
     pub client: ClientConfig,
@@ -97,6 +98,10 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// What `/livez` and `/readyz` check.
+    pub health: HealthConfig,
+    /// How the proxy stops on SIGTERM or Ctrl-C.
+    pub shutdown: ShutdownConfig,
 }
 
 impl Default for Config {
@@ -104,7 +109,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:6380".to_owned(),
             seeds: Vec::new(),
-            metrics_listen: Some("127.0.0.1:9121".to_owned()),
+            metrics_listen: Some("127.0.0.1:8379".to_owned()),
             workers: 0,
             max_clients: 10_000,
             client: ClientConfig::default(),
@@ -113,6 +118,8 @@ impl Default for Config {
             protocol: ProtocolConfig::default(),
             scripts: ScriptsConfig::default(),
             log: LogConfig::default(),
+            health: HealthConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -142,6 +149,11 @@ pub struct ClientConfig {
     pub pubsub_output_buffer_hard_bytes: usize,
     pub pubsub_output_buffer_soft_bytes: usize,
     pub pubsub_output_buffer_soft_secs: u64,
+    /// Seconds a client connection may be idle before TCP keepalive probes check that its host
+    /// is still there; 0 sends none. A client that vanished without closing (a host powered
+    /// off, a NAT that forgot the flow) would otherwise keep its seat for ever when
+    /// `idle_timeout_secs` is 0.
+    pub tcp_keepalive_secs: u64,
 }
 
 impl Default for ClientConfig {
@@ -155,6 +167,7 @@ impl Default for ClientConfig {
             pubsub_output_buffer_hard_bytes: 32 * MIB,
             pubsub_output_buffer_soft_bytes: 8 * MIB,
             pubsub_output_buffer_soft_secs: 60,
+            tcp_keepalive_secs: 300,
         }
     }
 }
@@ -180,6 +193,12 @@ impl ClientConfig {
                 "client.pubsub_output_buffer_soft_bytes",
                 self.pubsub_output_buffer_soft_bytes,
             ),
+        )?;
+        check_range(
+            "client.tcp_keepalive_secs",
+            self.tcp_keepalive_secs,
+            0,
+            MAX_KEEPALIVE_SECS,
         )
     }
 
@@ -202,6 +221,11 @@ impl ClientConfig {
     /// `None` when idle clients are never disconnected, so callers cannot mistake 0 for "at once".
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
+    }
+
+    /// `None` when no keepalive probes are sent.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        keepalive(self.tcp_keepalive_secs)
     }
 }
 
@@ -242,6 +266,11 @@ pub struct BackendConfig {
     /// answers an error). Replicas lag their master, so a client may not read its own last
     /// write there; transactions and blocking commands always run on the master.
     pub read_from: ReadFrom,
+    /// Seconds a node connection may be idle before TCP keepalive probes check the node is
+    /// still there; 0 sends none. Shorter than the client's: an idle connection to a node that
+    /// died without a word would fail the next request sent on it, and keepalive replaces it
+    /// before one is.
+    pub tcp_keepalive_secs: u64,
 }
 
 impl Default for BackendConfig {
@@ -256,6 +285,7 @@ impl Default for BackendConfig {
             reconnect_backoff_max_ms: 2000,
             hold_timeout_ms: 17000,
             read_from: ReadFrom::Master,
+            tcp_keepalive_secs: 60,
         }
     }
 }
@@ -280,6 +310,10 @@ impl BackendConfig {
     /// `hold_timeout_ms` as a `Duration`.
     pub fn hold_timeout(&self) -> Duration {
         Duration::from_millis(self.hold_timeout_ms)
+    }
+    /// `None` when no keepalive probes are sent.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        keepalive(self.tcp_keepalive_secs)
     }
 }
 
@@ -396,13 +430,79 @@ pub struct LogConfig {
     /// optional level (`warn,slotgate::route=debug`). Kept as text so it can be handed to the
     /// subscriber unchanged; checked here so a typo fails at startup, not silently.
     pub level: String,
+    /// `plain` lines for people, or `json`, one object per line, for a log pipeline that
+    /// would otherwise have to parse the plain text back into fields.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Time, level, target, message and fields on one line; coloured only on a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line, the event's fields at its top level.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Plain,
         }
+    }
+}
+
+/// The probes' rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Milliseconds a worker thread may go without running before `/livez` fails. Each worker
+    /// records every 250 ms that it runs; one blocked (a deadlock, a blocking call, a runaway
+    /// computation) hangs its clients while the main thread still answers probes. Well above
+    /// any pause a healthy worker makes, since failing liveness restarts the process.
+    pub worker_stall_timeout_ms: u64,
+    /// Whether `/readyz` also requires every one of the 16384 slots to have a master. Off by
+    /// default: every proxy of a tier sees the same cluster, so one shard without a master
+    /// would take them all out of their Service at once, and clients would lose the healthy
+    /// shards' keys as well. Turn it on for a proxy that should step aside whenever the cluster
+    /// is incomplete, say when another route to the data exists.
+    pub ready_requires_full_coverage: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            worker_stall_timeout_ms: 10_000,
+            ready_requires_full_coverage: false,
+        }
+    }
+}
+
+/// What SIGTERM and Ctrl-C do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Milliseconds the requests in flight get to finish after SIGTERM, while `/readyz` fails
+    /// and no client is accepted; then the clients left are closed and the process exits. Long
+    /// enough for a blocking command with a short timeout; 0 closes every client at once.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    /// `drain_timeout_ms` as a `Duration`.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
     }
 }
 
@@ -430,10 +530,27 @@ impl Config {
 
     /// An empty (or comments-only) document yields the defaults, so a fresh file with
     /// everything commented out behaves like no file.
+    ///
+    /// The parser's message says where (line and column) and what; the key it was reading, as a
+    /// dotted path, is put in front, since a type error alone ("invalid u64") does not name it.
     fn parse_unvalidated(yaml: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
-        serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Parse {
+        let mut options = serde_saphyr::Options::default();
+        // One line, so the message reads as well in a log line as on a terminal.
+        options.with_snippet = false;
+        let mut key = None;
+        serde_saphyr::with_deserializer_from_str_with_options(yaml, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                key = Some(e.path().to_string());
+                e.into_inner()
+            })
+        })
+        .map_err(|e| ConfigError::Parse {
             path: path.map(Path::to_owned),
-            message: e.to_string(),
+            message: match key.as_deref() {
+                // The document itself, or a place the path tracker could not name.
+                None | Some(".") | Some("?") => e.to_string(),
+                Some(key) => format!("{key}: {e}"),
+            },
         })
     }
 
@@ -464,6 +581,18 @@ impl Config {
         self.protocol.validate()?;
         self.scripts.validate()?;
         check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
+        check_range(
+            "health.worker_stall_timeout_ms",
+            self.health.worker_stall_timeout_ms,
+            1000,
+            3_600_000,
+        )?;
+        check_range(
+            "shutdown.drain_timeout_ms",
+            self.shutdown.drain_timeout_ms,
+            0,
+            3_600_000,
+        )?;
         Ok(self)
     }
 }
@@ -506,7 +635,12 @@ impl BackendConfig {
                 ),
             ));
         }
-        Ok(())
+        check_range(
+            "backend.tcp_keepalive_secs",
+            b.tcp_keepalive_secs,
+            0,
+            MAX_KEEPALIVE_SECS,
+        )
     }
 }
 
@@ -550,6 +684,14 @@ impl ProtocolConfig {
         }
         Ok(())
     }
+}
+
+/// Longest idle time before the first keepalive probe that Linux accepts (`TCP_KEEPIDLE`).
+const MAX_KEEPALIVE_SECS: u64 = 32_767;
+
+/// Keepalive seconds as the socket wants them: 0 is off.
+fn keepalive(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 /// A hard limit of at least 64 KiB, and a soft one no higher than it.
@@ -750,7 +892,7 @@ mod tests {
         rejects_seed_ipv6_without_brackets: "seeds: [\"::1:7000\"]" => "seeds";
         rejects_seed_bad_ipv6_in_brackets: "seeds: [\"[::zz]:7000\"]" => "seeds";
         rejects_second_seed_invalid: "seeds: [\"127.0.0.1:7000\", \"127.0.0.1\"]" => "seeds";
-        rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:9121\"" => "metrics_listen";
+        rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:8379\"" => "metrics_listen";
         rejects_workers_too_many: "workers: 1025" => "workers";
         rejects_max_clients_zero: "max_clients: 0" => "max_clients";
         rejects_max_pipeline_zero: "client: {max_pipeline: 0}" => "client.max_pipeline";
@@ -763,6 +905,10 @@ mod tests {
         rejects_soft_output_buffer_above_hard:
             "client: {output_buffer_hard_bytes: 1048576, output_buffer_soft_bytes: 2097152}"
                 => "client.output_buffer_soft_bytes";
+        rejects_client_keepalive_too_long:
+            "client: {tcp_keepalive_secs: 32768}" => "client.tcp_keepalive_secs";
+        rejects_backend_keepalive_too_long:
+            "backend: {tcp_keepalive_secs: 32768}" => "backend.tcp_keepalive_secs";
         rejects_connections_per_node_zero:
             "backend: {connections_per_node: 0}" => "backend.connections_per_node";
         rejects_connections_per_node_too_large:
@@ -817,6 +963,12 @@ mod tests {
         rejects_log_target_not_a_path: "log: {level: \"slot gate=debug\"}" => "log.level";
         rejects_log_empty_directive: "log: {level: \"info,\"}" => "log.level";
         rejects_log_span_filter: "log: {level: \"[conn]=debug\"}" => "log.level";
+        rejects_worker_stall_timeout_below_a_second:
+            "health: {worker_stall_timeout_ms: 999}" => "health.worker_stall_timeout_ms";
+        rejects_worker_stall_timeout_above_an_hour:
+            "health: {worker_stall_timeout_ms: 3600001}" => "health.worker_stall_timeout_ms";
+        rejects_drain_timeout_above_an_hour:
+            "shutdown: {drain_timeout_ms: 3600001}" => "shutdown.drain_timeout_ms";
     }
 
     #[test]
@@ -859,6 +1011,7 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
             let config = Config {
                 log: LogConfig {
                     level: level.to_owned(),
+                    ..LogConfig::default()
                 },
                 ..minimal()
             };
@@ -930,6 +1083,24 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
     }
 
     #[test]
+    fn duplicate_key_is_a_parse_error_naming_it() {
+        let msg = parse_message("seeds: [\"127.0.0.1:7000\"]\nworkers: 1\nworkers: 2\n");
+        assert!(msg.contains("workers"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn log_format_is_plain_or_json() {
+        let msg = parse_message("log: {format: xml}");
+        assert!(msg.contains("log.format"), "{msg}");
+        let yaml = "seeds: [\"127.0.0.1:7000\"]\nlog: {format: json}";
+        assert_eq!(
+            Config::from_yaml_str(yaml).unwrap().log.format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
     fn seeds_as_a_scalar_is_a_parse_error() {
         let msg = parse_message("seeds: 127.0.0.1:7000");
         assert!(msg.contains("seeds"), "{msg}");
@@ -972,20 +1143,21 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
     /// shipped file spells out every key the struct has, and nothing else.
     #[test]
     fn shipped_file_lists_every_key() {
-        fn keys(value: &serde_yaml_ng::Value, prefix: &str, out: &mut Vec<String>) {
-            if let serde_yaml_ng::Value::Mapping(map) = value {
+        fn keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(map) = value {
                 for (k, v) in map {
-                    let name = format!("{prefix}{}", k.as_str().unwrap());
+                    let name = format!("{prefix}{k}");
                     keys(v, &format!("{name}."), out);
                     out.push(name);
                 }
             }
         }
         let mut shipped = Vec::new();
-        keys(&serde_yaml_ng::from_str(SHIPPED).unwrap(), "", &mut shipped);
+        let file: serde_json::Value = serde_saphyr::from_str(SHIPPED).unwrap();
+        keys(&file, "", &mut shipped);
         let mut expected = Vec::new();
         keys(
-            &serde_yaml_ng::to_value(Config::default()).unwrap(),
+            &serde_json::to_value(Config::default()).unwrap(),
             "",
             &mut expected,
         );

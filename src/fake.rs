@@ -74,6 +74,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         reconnect_backoff_max: Duration::from_millis(20),
         limits: Limits::default(),
         readonly: false,
+        tcp_keepalive: None,
     });
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));

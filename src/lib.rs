@@ -17,7 +17,11 @@ pub mod error;
 #[cfg(test)]
 mod fake;
 pub mod frontend;
+pub mod health;
+pub mod keepalive;
+pub mod logging;
 pub mod metrics;
 pub mod order;
 pub mod protocol;
+pub mod reload;
 pub mod route;

@@ -1,9 +1,16 @@
-//! The `slotgate` binary as an operator runs it: flags, config errors, readiness, SIGTERM.
+//! The `slotgate` binary as an operator runs it: flags, config errors, readiness, SIGHUP reloads
+//! and the SIGTERM drain.
 
-use std::io::{Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::cluster::RedisCluster;
 
 fn slotgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_slotgate"))
@@ -128,4 +135,269 @@ fn not_ready_without_a_cluster_and_exits_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn check_config_says_ok_or_why_not() {
+    let dir = TempDir::new("check");
+    let good = dir.file("good.yaml", "seeds: [\"127.0.0.1:7000\"]\n");
+    let out = slotgate()
+        .arg("--check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // The flags apply on top of the file, as at start-up.
+    let out = slotgate()
+        .arg("--check-config")
+        .arg(&good)
+        .args(["--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`listen`"), "{err}");
+    let bad = dir.file("bad.yaml", "seeds: [\"127.0.0.1:7000\"]\nmax_clients: 0\n");
+    let out = slotgate().arg("--check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_clients"), "{err}");
+}
+
+#[test]
+fn sighup_applies_what_it_can_names_what_needs_a_restart_and_ignores_a_bad_file() {
+    let dir = TempDir::new("hup");
+    let (listen, metrics) = (free_port(), free_port());
+    let file = |max_clients: &str, level: &str, metrics_port: u16| {
+        format!(
+            "seeds: [\"127.0.0.1:{}\"]\nlisten: 127.0.0.1:{listen}\n\
+             metrics_listen: 127.0.0.1:{metrics_port}\nmax_clients: {max_clients}\n\
+             log: {{level: {level}}}\n",
+            free_port()
+        )
+    };
+    let config = dir.file("slotgate.yaml", &file("1", "warn", metrics));
+    let proxy = Running::start(slotgate().arg("--config").arg(&config));
+    wait_for_http(metrics);
+    // One client is all max_clients lets in.
+    let mut first = connect(listen);
+    assert_eq!(ask(&mut first, "PING"), "+PONG\r\n");
+    assert_eq!(
+        read_reply(&mut connect(listen)),
+        "-ERR max number of clients reached\r\n"
+    );
+    assert!(
+        !proxy.output().contains(" INFO "),
+        "info lines at warn: {}",
+        proxy.output()
+    );
+
+    // A new limit and level apply; a new metrics address needs a restart and is named.
+    std::fs::write(&config, file("2", "info", free_port())).unwrap();
+    proxy.signal("-HUP");
+    proxy.wait_for_line(|l| l.contains("config reloaded") && l.contains("max_clients"));
+    proxy.wait_for_line(|l| l.contains("need a restart") && l.contains("metrics_listen"));
+    let mut second = connect(listen);
+    assert_eq!(ask(&mut second, "PING"), "+PONG\r\n");
+    assert_eq!(http_status(metrics, "/livez"), Some(200), "metrics moved");
+
+    // A file that does not validate changes nothing: the limit stays 2.
+    std::fs::write(&config, file("0", "debug", metrics)).unwrap();
+    proxy.signal("-HUP");
+    proxy.wait_for_line(|l| l.contains("config reload failed") && l.contains("max_clients"));
+    assert_eq!(
+        read_reply(&mut connect(listen)),
+        "-ERR max number of clients reached\r\n"
+    );
+    assert!(!proxy.output().contains(" DEBUG "), "{}", proxy.output());
+    assert_eq!(ask(&mut first, "PING"), "+PONG\r\n");
+    proxy.signal("-TERM");
+    assert!(proxy.wait().success());
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_refuses_new_clients_and_exits_0() {
+    let cluster = RedisCluster::start(3, 0, 5000);
+    let (listen, metrics) = (free_port(), free_port());
+    let proxy = Running::start(
+        slotgate()
+            .args(["--seed", &cluster.seed_addr()])
+            .args(["--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")]),
+    );
+    wait_for(Duration::from_secs(30), "ready", || {
+        http_status(metrics, "/readyz") == Some(200)
+    });
+    let mut idle = connect(listen);
+    assert_eq!(ask(&mut idle, "PING"), "+PONG\r\n");
+    let mut blocked = connect(listen);
+    blocked.write_all(b"BLPOP drain:empty 2\r\n").unwrap();
+    // The BLPOP is in flight on its node before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    proxy.signal("-TERM");
+
+    wait_for(Duration::from_secs(1), "readyz 503", || {
+        http_status(metrics, "/readyz") == Some(503)
+    });
+    wait_for(Duration::from_secs(1), "new clients refused", || {
+        TcpStream::connect(("127.0.0.1", listen)).is_err()
+    });
+    // The idle client is closed at once, the blocked one gets its reply when it is due.
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "idle client closed late"
+    );
+    assert_eq!(read_reply(&mut blocked), "*-1\r\n");
+    assert!(signalled.elapsed() >= Duration::from_millis(1500));
+    let status = proxy.wait();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "drain took too long"
+    );
+    let output = proxy.output();
+    assert!(output.contains("draining"), "{output}");
+    drop(cluster);
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("slotgate-bin-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary, running, with its output (standard output and error) gathered line by line.
+struct Running {
+    child: Mutex<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Running {
+            child: Mutex::new(child),
+            lines,
+        }
+    }
+
+    /// `kill -HUP pid`, `kill -TERM pid`.
+    fn signal(&self, which: &str) {
+        let pid = self.child.lock().unwrap().id().to_string();
+        let status = Command::new("kill").args([which, &pid]).status().unwrap();
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn wait_for_line(&self, want: impl Fn(&str) -> bool) {
+        wait_for(Duration::from_secs(10), "a log line", || {
+            self.lines.lock().unwrap().iter().any(|l| want(l))
+        });
+    }
+
+    /// Its exit status, within 15 s.
+    fn wait(&self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "still running: {}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "no {what} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for_http(port: u16) {
+    wait_for(Duration::from_secs(20), "metrics endpoint", || {
+        http_status(port, "/livez").is_some()
+    });
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Sends an inline command and reads its one-line reply.
+fn ask(s: &mut TcpStream, command: &str) -> String {
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    read_reply(s)
+}
+
+/// Reads until the reply's first line is complete; the replies read here are one line long.
+fn read_reply(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => got.push(byte[0]),
+            Err(e) => panic!("read after {:?}: {e}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }

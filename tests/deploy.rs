@@ -10,7 +10,6 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use slotgate::cli::{self, Cli};
 use slotgate::config::Config;
@@ -134,16 +133,8 @@ fn deploy_files() -> Vec<String> {
 /// The only place YAML is parsed: each document of `text`, as JSON values (every key in these
 /// files is a string), so the checks below need nothing from the YAML crate.
 fn yaml_documents(text: &str, file: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .enumerate()
-        .map(|(i, document)| {
-            let value = serde_yaml_ng::Value::deserialize(document)
-                .unwrap_or_else(|e| panic!("{file} document {}: not valid YAML: {e}", i + 1));
-            serde_json::to_value(value).unwrap_or_else(|e| {
-                panic!("{file} document {}: not representable as JSON: {e}", i + 1)
-            })
-        })
-        .collect()
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap_or_else(|e| panic!("{file}: not valid YAML: {e}"))
 }
 
 fn yaml_file(file: &str) -> Vec<Value> {

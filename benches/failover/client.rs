@@ -38,13 +38,13 @@ impl Client {
                 next = (next + period).max(Instant::now());
             }
             let key = &self.keys[(j / 2) as usize % self.keys.len()];
-            let mut cmd = redis::cmd(if j % 2 == 0 { "SET" } else { "GET" });
+            let mut cmd = redis::cmd(if j.is_multiple_of(2) { "SET" } else { "GET" });
             cmd.arg(key);
-            if j % 2 == 0 {
+            if j.is_multiple_of(2) {
                 cmd.arg(format!("c{}:{j}", self.id));
             }
             let sent = Instant::now();
-            let result = self.request(&mut con, &cmd, j % 2 == 0);
+            let result = self.request(&mut con, &cmd, j.is_multiple_of(2));
             let done = Instant::now();
             let sent_us = sent.saturating_duration_since(self.t0).as_micros() as u64;
             let latency_us = done.saturating_duration_since(sent).as_micros() as u64;

@@ -186,6 +186,8 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
     } = node;
     let mut backoff = s.reconnect_backoff_min;
     let mut down = false;
+    // "Unreachable" was logged for this connection: "reachable again" is worth a line too.
+    let mut told_down = false;
     let mut connected_before = false;
     loop {
         if rx.is_closed() && rx.is_empty() {
@@ -196,7 +198,9 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
                 if down {
                     health.mark_up();
                     down = false;
-                    tracing::info!(node = %addr, "backend reachable again");
+                    if std::mem::take(&mut told_down) {
+                        tracing::info!(node = %addr, "backend reachable again");
+                    }
                 }
                 if connected_before {
                     metrics.backend_reconnects_total.inc();
@@ -214,16 +218,25 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
                 match end {
                     End::Closed => break,
                     End::Failed(why) => {
-                        tracing::warn!(node = %addr, why, "backend connection lost");
+                        if let Some(held) = health.quiet.admit(&(addr.clone(), "lost")) {
+                            tracing::warn!(node = %addr, why, held, "backend connection lost");
+                        }
                         health.failed();
                     }
                 }
             }
             Err(e) => {
                 if !down {
-                    tracing::warn!(node = %addr, error = %e, "backend unreachable");
                     health.mark_down();
                     down = true;
+                }
+                // Asked again on every failed attempt while held back, so that a node that
+                // stays away is in the log within an interval.
+                if !told_down {
+                    if let Some(held) = health.quiet.admit(&(addr.clone(), "unreachable")) {
+                        tracing::warn!(node = %addr, error = %e, held, "backend unreachable");
+                        told_down = true;
+                    }
                 }
                 let wait = backoff.mul_f64(0.5 + fastrand::f64());
                 if !refuse_for(&mut rx, wait, &health).await {
@@ -267,6 +280,9 @@ pub(crate) async fn open_checked(
     let attempt = async {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        if let Err(e) = crate::keepalive::set(&stream, s.tcp_keepalive) {
+            tracing::debug!(node = addr, error = %e, "cannot turn TCP keepalive on");
+        }
         if proto == Proto::Resp3 {
             ask(&mut stream, b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", &s.limits).await?;
         }
@@ -608,6 +624,7 @@ mod tests {
                 reconnect_backoff_max: OP_TIMEOUT,
                 limits: Limits::default(),
                 readonly: false,
+                tcp_keepalive: None,
             };
             assert_eq!(s.op_timeout / HUNG_CHECKS_PER_TIMEOUT, PERIOD);
             let (tx, mut rx) = mpsc::channel(max_inflight);

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::cluster::NodeAddr;
+use crate::logging::Throttle;
 use crate::order::Disruptions;
 
 /// What every connection reports to: how many are down right now, and whom to tell when one
@@ -14,6 +16,9 @@ pub struct Health {
     /// A request refused or lost by a connection may be sent again: see [`crate::order`].
     disruptions: Arc<Disruptions>,
     on_failure: Arc<dyn Fn() + Send + Sync>,
+    /// One warning per node and kind an interval, over every connection of every worker: each
+    /// keeps its own connections to a node, and all of them lose it at once.
+    pub(crate) quiet: Throttle<(NodeAddr, &'static str)>,
 }
 
 impl Health {
@@ -23,6 +28,7 @@ impl Health {
             down: AtomicUsize::new(0),
             disruptions,
             on_failure,
+            quiet: Throttle::default(),
         }
     }
 

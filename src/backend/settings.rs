@@ -19,4 +19,6 @@ pub struct BackendSettings {
     /// Send READONLY on every new connection, so a replica serves reads of its master's slots.
     /// Harmless on a master, which serves its own slots either way.
     pub readonly: bool,
+    /// Idle time before TCP keepalive probes start on a node connection; `None` turns them off.
+    pub tcp_keepalive: Option<Duration>,
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
@@ -240,28 +241,40 @@ pub trait TopologySink: Send + Sync {
     }
 }
 
+/// What the refresher asks and how often: read afresh before every refresh, so a config reload
+/// changes the seeds and the intervals without a restart (with a [`RefreshTrigger::request`],
+/// so that a long wait under the old interval ends at once).
+#[derive(Clone, Debug)]
+pub struct RefreshPlan {
+    pub seeds: Vec<NodeAddr>,
+    pub settings: RefreshSettings,
+}
+
 /// Runs until `shutdown` resolves. Polls quickly with backoff while the map is incomplete, so a
 /// proxy started before its cluster becomes ready as soon as the cluster does.
 pub async fn run(
-    seeds: Vec<NodeAddr>,
+    plan: Arc<ArcSwap<RefreshPlan>>,
     sink: Arc<dyn TopologySink>,
     trigger: RefreshTrigger,
-    s: RefreshSettings,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    // While the cluster is away this fails on every poll, several times a second.
+    let quiet = crate::logging::Throttle::default();
     loop {
+        let plan = plan.load_full();
+        let (seeds, s) = (&plan.seeds, &plan.settings);
         let current = sink.current();
         let mut candidates = current.all_nodes();
-        for seed in &seeds {
+        for seed in seeds {
             if !candidates.contains(seed) {
                 candidates.push(seed.clone());
             }
         }
         // Requests made before this refresh starts are answered by it: fold them in.
         trigger.drain();
-        let fetched = refresh_once(&candidates, &s).await;
+        let fetched = refresh_once(&candidates, s).await;
         sink.refreshed(fetched.is_some());
         let fetched = fetched.map(|(next, disagreements)| {
             if disagreements > 0 {
@@ -286,10 +299,15 @@ pub async fn run(
                 // a view that missed a move catches up here.
                 sink.install(next);
             }
-            None => tracing::warn!(
-                candidates = candidates.len(),
-                "no node answered the slot map query"
-            ),
+            None => {
+                if let Some(held) = quiet.admit(&()) {
+                    tracing::warn!(
+                        candidates = candidates.len(),
+                        held,
+                        "no node answered the slot map query"
+                    );
+                }
+            }
         }
         let wait = if sink.degraded() {
             // A dead master sends no MOVED: poll until its replica is promoted. The floor keeps
@@ -377,15 +395,13 @@ mod tests {
         };
         let trigger = RefreshTrigger::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(
-            vec![],
-            sink.clone(),
-            trigger.clone(),
+        let plan = Arc::new(ArcSwap::from_pointee(RefreshPlan {
+            seeds: vec![],
             settings,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        }));
+        let task = tokio::spawn(run(plan, sink.clone(), trigger.clone(), async {
+            let _ = stopped.await;
+        }));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             sink.refreshes.load(Ordering::SeqCst),

@@ -119,7 +119,7 @@ impl KeySpec {
         match self {
             KeySpec::Range { first, last, step } => Ok(legacy_range(argc, first, last, step)),
             KeySpec::Pairs => {
-                if argc % 2 == 0 {
+                if argc.is_multiple_of(2) {
                     return Err(RejectKind::WrongArity { subcommand: false });
                 }
                 Ok(Keys::range(1, argc, 2))
@@ -231,7 +231,7 @@ fn streams(args: &[Bytes], group: bool) -> Result<Keys, RejectKind> {
         } else if option.eq_ignore_ascii_case(b"STREAMS") && more > 0 {
             let first = i + 1;
             let pairs = argc - first;
-            if pairs % 2 != 0 {
+            if !pairs.is_multiple_of(2) {
                 return bad(UnbalancedStreams);
             }
             return Ok(Keys::range(first, first + pairs / 2, 1));

@@ -195,7 +195,7 @@ impl CommandTable {
                 }
             }
             Handling::AnyMaster => Action::AnyMaster,
-            Handling::Split(SplitKind::MSet) if argc % 2 == 0 => {
+            Handling::Split(SplitKind::MSet) if argc.is_multiple_of(2) => {
                 // Redis' own check: a key without its value.
                 return Err(RejectKind::WrongArity { subcommand: false });
             }

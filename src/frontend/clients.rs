@@ -24,6 +24,9 @@ pub struct Registry {
     epoch: Instant,
     /// Milliseconds since `epoch`, moved every [`TICK`]: reading it is all a request pays.
     now_ms: AtomicU64,
+    /// The proxy is shutting down: a client entered from now on is told to drain at once.
+    /// Written and read under the clients' lock, so no client is entered unseen by a drain.
+    draining: AtomicBool,
 }
 
 /// One client as listings show it.
@@ -67,6 +70,7 @@ impl Registry {
             clients: Mutex::new(BTreeMap::new()),
             epoch: Instant::now(),
             now_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -106,10 +110,26 @@ impl Registry {
             shown: Mutex::new(Shown::default()),
             budget,
         });
-        self.lock().insert(id, entry.clone());
+        {
+            let mut clients = self.lock();
+            clients.insert(id, entry.clone());
+            if self.draining.load(Ordering::Relaxed) {
+                entry.budget.drain();
+            }
+        }
         Listed {
             registry: self.clone(),
             entry,
+        }
+    }
+
+    /// Tells every client's session, and every one entered later, to stop reading, answer what
+    /// it read and close.
+    pub fn drain(&self) {
+        let clients = self.lock();
+        self.draining.store(true, Ordering::Relaxed);
+        for client in clients.values() {
+            client.budget.drain();
         }
     }
 

@@ -24,6 +24,7 @@ use tokio_util::codec::FramedRead;
 use crate::backend::{self, BackendSettings};
 use crate::budget::{Budget, OutputLimits};
 use crate::cluster::{NodeAddr, Slot, Topology};
+use crate::logging::Throttle;
 use crate::metrics::Metrics;
 use crate::protocol::{encode_command, Frame, Proto, ReplyCodec};
 use crate::route::Router;
@@ -119,6 +120,9 @@ pub struct Hub {
     router: Arc<Router>,
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
+    /// Keeps the warning of a subscription no node confirmed, which every SUBSCRIBE meets while
+    /// the cluster is away, to one line an interval.
+    quiet: Throttle<()>,
 }
 
 /// One subscribed client's place in the hub; leaving it (dropping) unsubscribes it everywhere.
@@ -162,6 +166,7 @@ impl Hub {
             router,
             settings,
             metrics,
+            quiet: Throttle::default(),
         }
     }
 
@@ -231,10 +236,13 @@ impl Hub {
                 }
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
-                tracing::warn!(
-                    channels = names.len(),
-                    "no node confirmed a subscription in time; it starts once one does"
-                );
+                if let Some(held) = self.quiet.admit(&()) {
+                    tracing::warn!(
+                        channels = names.len(),
+                        held,
+                        "no node confirmed a subscription in time; it starts once one does"
+                    );
+                }
                 return;
             }
         }

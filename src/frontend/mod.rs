@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use listener::serve;
+pub use listener::{serve, Admission};
 
+use arc_swap::ArcSwap;
 use hub::Hub;
 
 use crate::backend::BackendSettings;
@@ -30,19 +31,30 @@ use crate::route::Router;
 
 #[derive(Clone, Debug)]
 pub struct SessionSettings {
-    /// Requests one client may have in flight before the proxy stops reading from it.
-    pub max_pipeline: usize,
+    /// The settings a reload may change, as at start-up.
+    pub client: ClientSettings,
     pub max_clients: usize,
-    pub idle_timeout: Option<Duration>,
     pub limits: Limits,
-    /// How many bytes of unread replies a client may leave in slotgate.
-    pub output: OutputLimits,
-    /// The same for a subscribed client's unread messages.
-    pub pubsub_output: OutputLimits,
     /// How the worker's subscriber connection is opened and checked.
     pub subscriber: Arc<BackendSettings>,
     /// Reported by INFO.
     pub port: u16,
+}
+
+/// The client settings a config reload may change. A session reads them once, when its client
+/// connects (the output limits of a subscriber, when it first subscribes), so a reload applies
+/// to the clients that connect after it, and never changes a limit under a session's feet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Requests one client may have in flight before the proxy stops reading from it.
+    pub max_pipeline: usize,
+    pub idle_timeout: Option<Duration>,
+    /// Idle time before TCP keepalive probes start on a client socket; `None` turns them off.
+    pub tcp_keepalive: Option<Duration>,
+    /// How many bytes of unread replies a client may leave in slotgate.
+    pub output: OutputLimits,
+    /// The same for a subscribed client's unread messages.
+    pub pubsub_output: OutputLimits,
 }
 
 /// Where a client's session runs: one thread's runtime, holding that thread's router and backend
@@ -95,6 +107,10 @@ struct Totals {
     ops: Arc<ops::OpsRate>,
     /// INFO's run id and the like, made once.
     process: Arc<info::Process>,
+    /// The client limit and the clients connected.
+    admission: Arc<Admission>,
+    /// What a client that connects now is given.
+    client: ArcSwap<ClientSettings>,
 }
 
 impl Frontend {
@@ -113,6 +129,8 @@ impl Frontend {
             clients,
             ops: Arc::default(),
             process: Arc::new(info::Process::new()),
+            admission: Admission::new(settings.max_clients),
+            client: ArcSwap::from_pointee(settings.client.clone()),
         });
         Frontend {
             hub,
@@ -146,6 +164,29 @@ impl Frontend {
         }
     }
 
+    /// What a client that connects now is given.
+    pub fn client_settings(&self) -> Arc<ClientSettings> {
+        self.totals.client.load_full()
+    }
+
+    /// Applies reloaded client settings, for every worker, to the clients that connect from now
+    /// on, and the client limit to the next client accepted.
+    pub fn reconfigure(&self, client: ClientSettings, max_clients: usize) {
+        self.totals.client.store(Arc::new(client));
+        self.totals.admission.set_limit(max_clients);
+    }
+
+    /// The client limit and the clients connected, shared by every worker.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.totals.admission
+    }
+
+    /// Tells every client of every worker, and every client still to start, to read nothing
+    /// more, answer what it read and close: the proxy is shutting down.
+    pub fn drain(&self) {
+        self.totals.clients.drain();
+    }
+
     /// Every worker's hub.
     fn hubs(&self) -> Vec<Arc<Hub>> {
         self.totals
@@ -162,7 +203,7 @@ impl Frontend {
             now: info::Stats::since_epoch(),
             tcp_port: self.settings.port,
             connected_clients: m.client_connections.get(),
-            maxclients: self.settings.max_clients,
+            maxclients: self.totals.admission.limit(),
             blocked_clients: m.blocked_clients.get(),
             total_connections: m.client_connections_total.get(),
             total_commands: total_commands(m),

@@ -23,7 +23,7 @@ use super::subscription::{self, Subscription};
 use super::transaction::Transaction;
 use super::Frontend;
 use crate::backend::Lane;
-use crate::budget::{Breach, Budget};
+use crate::budget::{Breach, Budget, Reading};
 use crate::command::{Action, Keys, LocalCommand, PubSubCommand, TxnCommand};
 use crate::protocol::{Proto, ProtocolError, Reply, Request, RequestCodec};
 use crate::route::split;
@@ -45,7 +45,8 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let (rd, mut wr) = stream.into_split();
     let mut requests =
         FramedRead::with_capacity(rd, RequestCodec::new(fe.settings.limits), 16 * 1024);
-    let output = Arc::new(Budget::new(fe.settings.output));
+    let given = fe.client_settings();
+    let output = Arc::new(Budget::new(given.output));
     let mut session = Session {
         fe: fe.clone(),
         client: ClientState {
@@ -78,12 +79,12 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         answered: (0, 0),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
-    let max_pipeline = fe.settings.max_pipeline;
-    let idle = fe.settings.idle_timeout;
+    let max_pipeline = given.max_pipeline;
+    let idle = given.idle_timeout;
     let idle_sleep = tokio::time::sleep(idle.unwrap_or(std::time::Duration::MAX / 4));
     tokio::pin!(idle_sleep);
     let budget = session.inflight.budget().clone();
-    let pause_at = fe.settings.output.pause_at();
+    let pause_at = given.output.pause_at();
     // The budget is also how CLIENT KILL ends this session: it wakes the task it last saw, so
     // it must have seen this one before the first reply is written.
     std::future::poll_fn(|cx| {
@@ -141,10 +142,17 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             next = next_request(&mut requests, &budget), if session.reading
                 && session.inflight.len() + session.parked.len() < max_pipeline
                 && budget.total() < pause_at => {
-                let Some(next) = next else {
+                let next = match next {
+                    Next::Input(next) => next,
                     // CLIENT KILL, seen while waiting for the client; other branches see it on
                     // the loop's next turn, through the budget's alert.
-                    break;
+                    Next::Killed => break,
+                    // Shutting down: what was read is answered, nothing more is read, and the
+                    // loop ends once every reply is written.
+                    Next::Drain => {
+                        session.reading = false;
+                        continue;
+                    }
                 };
                 if let (Some(Ok(_)), Some(d)) = (&next, idle) {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
@@ -179,15 +187,27 @@ async fn next_message(subs: &mut Option<Subscription>) -> Option<Bytes> {
     }
 }
 
-/// The client's next request, or `None` once another client killed this one: the kill wakes the
-/// session, and only the branches polled then can see it, so the read looks (one load).
+/// What the session reads next.
+enum Next {
+    /// What the client sent: a request, the end of its input, or bytes that are not RESP.
+    Input(Option<Result<Request, ProtocolError>>),
+    /// Another client killed this one.
+    Killed,
+    /// The proxy is shutting down.
+    Drain,
+}
+
+/// The client's next request, unless another client killed this one or the proxy drains: the
+/// kill or the drain wakes the session, and only the branches polled then can see it, so the
+/// read looks (one load).
 async fn next_request(
     requests: &mut FramedRead<OwnedReadHalf, RequestCodec>,
     budget: &Budget,
-) -> Option<Option<Result<Request, ProtocolError>>> {
-    std::future::poll_fn(|cx| match budget.is_killed() {
-        true => std::task::Poll::Ready(None),
-        false => requests.poll_next_unpin(cx).map(Some),
+) -> Next {
+    std::future::poll_fn(|cx| match budget.reading() {
+        Reading::Go => requests.poll_next_unpin(cx).map(Next::Input),
+        Reading::Killed => std::task::Poll::Ready(Next::Killed),
+        Reading::Drain => std::task::Poll::Ready(Next::Drain),
     })
     .await
 }
@@ -382,7 +402,7 @@ impl Session {
             return;
         }
         let subs = self.subs.get_or_insert_with(|| {
-            Subscription::new(self.fe.hub.join(self.fe.settings.pubsub_output))
+            Subscription::new(self.fe.hub.join(self.fe.client_settings().pubsub_output))
         });
         let change = subs.apply(cmd, &req.args()[1..], self.client.proto);
         let (hub, id) = (subs.member.hub().clone(), subs.member.id());

@@ -1,6 +1,7 @@
-//! The operator's HTTP endpoint: `/metrics` for Prometheus, `/readyz` and `/livez` for the
-//! orchestrator, and `/` with `/status.json` for a person: a page that draws the cluster as
-//! slotgate sees it. Deliberately tiny (HTTP/1.1 only, no router crate) since it serves a scraper
+//! The operator's HTTP endpoint: `/metrics` for Prometheus, `/readyz` and `/livez` (and
+//! `/healthz`, its alias, which many charts expect) for the orchestrator, and `/` with
+//! `/status.json` for a person: a page that draws the cluster as slotgate sees it. Deliberately
+//! tiny (HTTP/1.1 only, no router crate) since it serves a scraper
 //! and a probe, not users.
 //!
 //! [`serve`] takes a bound listener and a shutdown future rather than an address, so tests bind
@@ -38,12 +39,18 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
-/// Whether the proxy can take traffic, as `/readyz` reports it. A trait rather than a flag so
-/// the application can answer from live state (say, "a slot map is loaded and covers every
-/// slot") and tests can answer whatever they need.
+/// Whether the proxy can take traffic, as `/readyz` reports it, and whether it still runs, as
+/// `/livez` does. A trait rather than a flag so the application can answer from live state (say,
+/// "a slot map is loaded and a master reachable") and tests can answer whatever they need. An
+/// `Err` carries why, for the response body: the first thing an operator looks at.
 pub trait HealthSource: Send + Sync {
-    /// True when a client connecting now would be served.
-    fn ready(&self) -> bool;
+    /// `Ok` when a client connecting now would be served.
+    fn ready(&self) -> Result<(), String>;
+    /// `Err` when some part of the proxy has stopped making progress. That the endpoint answers
+    /// at all already says the thread serving it runs.
+    fn live(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     /// The status page's data, as JSON; `None` where there is none to give.
     fn status_json(&self) -> Option<Vec<u8>> {
@@ -140,7 +147,7 @@ fn respond(
     let path = request.uri().path();
     if !matches!(
         path,
-        "/metrics" | "/readyz" | "/livez" | "/" | "/status.json"
+        "/metrics" | "/readyz" | "/livez" | "/healthz" | "/" | "/status.json"
     ) {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -175,10 +182,21 @@ fn respond(
             Some(json) => typed(Bytes::from(json), "application/json"),
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         },
-        "/readyz" if health.ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        // Answering at all is the liveness signal: the runtime is scheduling tasks.
-        _ => text(StatusCode::OK, "ok\n"),
+        "/readyz" => match health.ready() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        // `/healthz` is `/livez` under the name many charts probe.
+        _ => match health.live() {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not live: {why}\n"),
+            ),
+        },
     }
 }
 
@@ -190,8 +208,8 @@ fn typed(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -212,11 +230,22 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(5);
 
-    struct Flag(AtomicBool);
+    /// Ready as the first flag says, live as the second.
+    struct Flag(AtomicBool, AtomicBool);
 
     impl HealthSource for Flag {
-        fn ready(&self) -> bool {
-            self.0.load(Ordering::SeqCst)
+        fn ready(&self) -> Result<(), String> {
+            match self.0.load(Ordering::SeqCst) {
+                true => Ok(()),
+                false => Err("testing".to_owned()),
+            }
+        }
+
+        fn live(&self) -> Result<(), String> {
+            match self.1.load(Ordering::SeqCst) {
+                true => Ok(()),
+                false => Err("worker 0 stuck".to_owned()),
+            }
         }
     }
 
@@ -233,7 +262,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let metrics = Arc::new(Metrics::new());
-            let health = Arc::new(Flag(AtomicBool::new(ready)));
+            let health = Arc::new(Flag(AtomicBool::new(ready), AtomicBool::new(true)));
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(serve(
                 listener,
@@ -295,7 +324,10 @@ mod tests {
     async fn readyz_follows_the_health_source() {
         let server = Server::start(false).await;
         let reply = request(server.addr, "GET", "/readyz").await;
-        assert_eq!((reply.status, reply.body.as_str()), (503, "not ready\n"));
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (503, "not ready: testing\n")
+        );
 
         server.health.0.store(true, Ordering::SeqCst);
         let reply = request(server.addr, "GET", "/readyz").await;
@@ -308,6 +340,25 @@ mod tests {
         let server = Server::start(false).await;
         let reply = request(server.addr, "GET", "/livez").await;
         assert_eq!(reply.status, 200);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn livez_and_its_alias_healthz_fail_with_the_reason() {
+        let server = Server::start(true).await;
+        for path in ["/livez", "/healthz"] {
+            let reply = request(server.addr, "GET", path).await;
+            assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"), "{path}");
+        }
+        server.health.1.store(false, Ordering::SeqCst);
+        for path in ["/livez", "/healthz"] {
+            let reply = request(server.addr, "GET", path).await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (503, "not live: worker 0 stuck\n"),
+                "{path}"
+            );
+        }
         server.shutdown().await;
     }
 
@@ -363,7 +414,7 @@ mod tests {
     async fn unknown_path_is_404() {
         let server = Server::start(true).await;
         // No status data from this source, so no `/status.json` either.
-        for path in ["/metric", "/readyz/extra", "/healthz", "/status.json"] {
+        for path in ["/metric", "/readyz/extra", "/healthz/", "/status.json"] {
             assert_eq!(
                 request(server.addr, "GET", path).await.status,
                 404,

@@ -91,6 +91,20 @@ impl Router {
         self.table.load().topology.is_complete()
     }
 
+    /// A slot map is loaded: some slot has a master.
+    pub fn has_slot_map(&self) -> bool {
+        !self.table.load().serving_masters().is_empty()
+    }
+
+    /// A master that serves slots has a connection open from this worker.
+    pub fn reaches_a_master(&self) -> bool {
+        self.table
+            .load()
+            .serving_masters()
+            .iter()
+            .any(|n| n.is_up())
+    }
+
     pub fn topology(&self) -> Arc<Topology> {
         self.table.load().topology.clone()
     }

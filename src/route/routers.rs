@@ -42,6 +42,17 @@ impl Routers {
         self.routers.iter().all(|r| r.is_ready())
     }
 
+    /// Every worker has a slot map.
+    pub fn has_slot_map(&self) -> bool {
+        self.routers.iter().all(|r| r.has_slot_map())
+    }
+
+    /// Every worker has a connection open to some master: each can serve the keys of at least
+    /// one shard.
+    pub fn reaches_a_master(&self) -> bool {
+        self.routers.iter().all(|r| r.reaches_a_master())
+    }
+
     pub fn set_commands(&self, table: CommandTable) {
         let table = Arc::new(table);
         for r in &self.routers {

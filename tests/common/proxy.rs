@@ -16,7 +16,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts a proxy seeded with `seeds`, after `tweak` adjusts the defaults, and waits until
-    /// `/readyz` says every slot is covered.
+    /// `/readyz` says every slot is covered (the harness turns that rule on).
     pub fn start(seeds: Vec<String>, tweak: impl FnOnce(&mut Config)) -> Proxy {
         let p = Proxy::start_unready(seeds, tweak);
         p.wait_ready(Duration::from_secs(30));
@@ -29,6 +29,10 @@ impl Proxy {
             seeds,
             ..Config::default()
         };
+        // Tests start once every slot can be served, not as soon as one can.
+        config.health.ready_requires_full_coverage = true;
+        // A test's proxy stops when the test ends, with whatever its clients are doing.
+        config.shutdown.drain_timeout_ms = 0;
         tweak(&mut config);
         let config = config.validate().expect("test config is valid");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::raw::{connect, expect};
+use crate::transactions::own_proxy;
 use crate::{env, q};
 
 fn text(v: Value) -> String {
@@ -116,28 +117,30 @@ fn kill_ends_other_clients_sessions() {
 /// A client killed while blocked: its command is cancelled on the node, nothing is popped.
 #[test]
 fn a_blocked_client_killed_pops_nothing() {
-    let mut victim = connect();
+    // A proxy of its own, so that its count of dedicated connections is this test's alone.
+    let proxy = own_proxy(|_| {});
+    let mut victim = TcpStream::connect(proxy.addr).unwrap();
     victim
         .write_all(b"CLIENT ID\r\nBLPOP {cl3}q 0\r\n")
         .unwrap();
     let mut buf = [0u8; 32];
     let n = victim.read(&mut buf).unwrap();
     let id = String::from_utf8_lossy(&buf[1..n]).trim().to_string();
-    let mut killer = env().proxy.client();
-    // Wait until it is blocked.
-    let blocked = (0..200).any(|_| {
-        let line = text(q(&mut killer, &["CLIENT", "LIST", "ID", &id]));
-        std::thread::sleep(Duration::from_millis(10));
-        line.contains(" flags=b ")
-    });
-    assert!(blocked, "the client never showed as blocked");
+    let mut killer = proxy.client();
+    let wait = Duration::from_secs(10);
+    proxy.wait_metric("slotgate_dedicated_connections", 1.0, wait);
+    let line = text(q(&mut killer, &["CLIENT", "LIST", "ID", &id]));
+    assert!(line.contains(" flags=b "), "{line}");
     assert_eq!(
         q(&mut killer, &["CLIENT", "KILL", "ID", &id]),
         Value::Int(1)
     );
     assert!(closed(&mut victim));
-    q(&mut killer, &["RPUSH", "{cl3}q", "kept"]);
+    // Its connection to the node is closed, which is what cancels the BLPOP there; give the
+    // node a moment to see the close before anything is pushed.
+    proxy.wait_metric("slotgate_dedicated_connections", 0.0, wait);
     std::thread::sleep(Duration::from_millis(100));
+    q(&mut killer, &["RPUSH", "{cl3}q", "kept"]);
     assert_eq!(
         q(&mut killer, &["LRANGE", "{cl3}q", "0", "-1"]),
         Value::Array(vec![Value::BulkString(b"kept".to_vec())])
