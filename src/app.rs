@@ -11,11 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendSettings, Dedicate, Health, Pool};
-use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink};
+use crate::cluster::{refresh, NodeAddr, RefreshSettings, RefreshTrigger, TopologySink, Trigger};
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::frontend::{self, Frontend, SessionSettings, Worker};
+use crate::frontend::{self, Frontend, SessionSettings, SlowlogSettings, Worker};
 use crate::metrics::http::HealthSource;
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
@@ -104,7 +104,7 @@ fn routers(
     let on_failure = trigger.clone();
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(
-        Arc::new(move || on_failure.request()),
+        Arc::new(move || on_failure.request(Trigger::Failure)),
         disruptions.clone(),
     ));
     let route = RouteSettings {
@@ -213,6 +213,10 @@ fn session_settings(
         pubsub_output: config.client.pubsub_output_limits(),
         subscriber,
         port,
+        slowlog: SlowlogSettings {
+            slower_than: config.slowlog.slower_than(),
+            max_len: config.slowlog.max_len,
+        },
     }
 }
 

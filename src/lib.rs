@@ -20,4 +20,5 @@ pub mod frontend;
 pub mod metrics;
 pub mod order;
 pub mod protocol;
+mod reads;
 pub mod route;

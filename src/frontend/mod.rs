@@ -10,6 +10,7 @@ mod local;
 mod ops;
 mod pubsub_info;
 mod session;
+mod slowlog;
 mod subscription;
 mod transaction;
 
@@ -19,12 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use listener::serve;
+pub use slowlog::SlowlogSettings;
 
 use hub::Hub;
 
 use crate::backend::BackendSettings;
 use crate::budget::OutputLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WorkerRequests};
 use crate::protocol::Limits;
 use crate::route::Router;
 
@@ -43,6 +45,8 @@ pub struct SessionSettings {
     pub subscriber: Arc<BackendSettings>,
     /// Reported by INFO.
     pub port: u16,
+    /// Which requests SLOWLOG keeps, and how many.
+    pub slowlog: SlowlogSettings,
 }
 
 /// Where a client's session runs: one thread's runtime, holding that thread's router and backend
@@ -73,6 +77,8 @@ impl Worker {
 pub struct Frontend {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
+    /// This worker's request counts: its sessions, all on its thread, are their only writers.
+    requests: Arc<WorkerRequests>,
     pub settings: SessionSettings,
     totals: Arc<Totals>,
     /// The worker's subscribed clients and their one subscriber connection.
@@ -95,6 +101,8 @@ struct Totals {
     ops: Arc<ops::OpsRate>,
     /// INFO's run id and the like, made once.
     process: Arc<info::Process>,
+    /// SLOWLOG's entries, one log for the whole proxy as a server has one.
+    slowlog: Arc<slowlog::Slowlog>,
 }
 
 impl Frontend {
@@ -113,10 +121,12 @@ impl Frontend {
             clients,
             ops: Arc::default(),
             process: Arc::new(info::Process::new()),
+            slowlog: Arc::new(slowlog::Slowlog::new(settings.slowlog)),
         });
         Frontend {
             hub,
             router,
+            requests: metrics.requests.worker(),
             metrics,
             settings,
             totals,
@@ -139,6 +149,7 @@ impl Frontend {
         Frontend {
             hub,
             router,
+            requests: self.metrics.requests.worker(),
             metrics: self.metrics.clone(),
             settings: self.settings.clone(),
             totals: self.totals.clone(),
@@ -164,7 +175,7 @@ impl Frontend {
             connected_clients: m.client_connections.get(),
             maxclients: self.settings.max_clients,
             blocked_clients: m.blocked_clients.get(),
-            total_connections: m.client_connections_total.get(),
+            total_connections: m.client_connections_accepted.get(),
             total_commands: total_commands(m),
             ops_per_sec: self.totals.ops.get(),
             rejected_connections: m.client_connections_rejected.get(),
@@ -190,5 +201,5 @@ impl Frontend {
 
 /// Every answered request is counted once, as ok or as an error.
 fn total_commands(m: &Metrics) -> u64 {
-    m.requests_ok.get() + m.requests_error.get()
+    m.requests_answered()
 }

@@ -18,7 +18,7 @@ use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
-use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
+use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, Trigger};
 use crate::command::{Action, CommandTable, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
@@ -189,7 +189,7 @@ impl Router {
             let table = self.table.load();
             let masters = table.serving_masters();
             if masters.is_empty() {
-                self.trigger.request();
+                self.trigger.request(Trigger::Unserved);
                 return Err(RouteError::NoMasters);
             }
             masters[how.lane.affinity % masters.len()].clone()
@@ -219,7 +219,7 @@ impl Router {
         let table = self.table.load_full();
         let masters = table.serving_masters();
         if masters.is_empty() {
-            self.trigger.request();
+            self.trigger.request(Trigger::Unserved);
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
@@ -335,9 +335,14 @@ impl Router {
                 }
             };
             match next {
-                Next::Done(result) => return result,
+                Next::Done(result) => {
+                    if matches!(result, Err(RouteError::TooManyRedirects { .. })) {
+                        self.metrics.redirect_giveups.inc();
+                    }
+                    return result;
+                }
                 Next::Hold { otherwise } => {
-                    self.trigger.request();
+                    self.trigger.request(Trigger::Unserved);
                     if !self.keep_holding(&mut held_since).await {
                         return otherwise;
                     }
@@ -359,7 +364,7 @@ impl Router {
                 Next::TryAgain(backoff) => {
                     self.disruptions.disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
-                    self.trigger.request();
+                    self.trigger.request(Trigger::Moved);
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -440,7 +445,7 @@ impl Router {
         match sent {
             Ok(reply) => follow.after_reply(reply, node.addr()),
             Err(e) => {
-                self.trigger.request();
+                self.trigger.request(Trigger::Failure);
                 follow.after_error(e)
             }
         }
@@ -477,6 +482,7 @@ impl Router {
     pub(super) fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
         if !self.table.load().already_routes(slot, addr) {
             self.disruptions.disrupted();
+            self.metrics.slot_moved();
             self.table.rcu(|cur| {
                 if cur.already_routes(slot, addr) {
                     return Arc::clone(cur);
@@ -488,7 +494,7 @@ impl Router {
                 ))
             });
         }
-        self.trigger.request();
+        self.trigger.request(Trigger::Moved);
     }
 
     /// Serves `next` from now on, unless it is what this router already serves (another shard's

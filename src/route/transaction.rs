@@ -102,6 +102,7 @@ impl Router {
                 Some(_) => return Err(RouteError::TransactionMigrating { slot }),
             }
         }
+        self.metrics.redirect_giveups.inc();
         Err(RouteError::TooManyRedirects {
             slot,
             limit: self.settings.max_redirects,
