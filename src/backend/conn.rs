@@ -23,7 +23,7 @@ use crate::cluster::NodeAddr;
 use prometheus::IntGauge;
 
 use crate::budget::Budget;
-use crate::metrics::{ConnMetrics, Metrics, NodeMetrics};
+use crate::metrics::{ConnMetrics, Metrics, NodeMetrics, Spans};
 use crate::protocol::{Limits, Proto, ProtocolError, Reply, ReplyCodec};
 use crate::reads::Reads;
 
@@ -524,6 +524,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         FramedRead::with_capacity(Reads::new(rd), ReplyCodec::new(s.limits), 16 * 1024);
     // When the last read brought bytes: the replies it completed arrived then.
     let mut arrived = Instant::now();
+    let mut spans = Spans::new();
     let period = (s.op_timeout / HUNG_CHECKS_PER_TIMEOUT).max(MIN_HUNG_CHECK);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -576,8 +577,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             *current = Some(w);
             continue;
         }
-        let round_trip = arrived.saturating_duration_since(w.sent).as_nanos() as u64;
-        m.replied(timed.then_some(round_trip));
+        m.replied(timed.then(|| spans.measure(w.sent, arrived)));
         deliver(w, reply);
     }
 }

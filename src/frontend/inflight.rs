@@ -56,12 +56,12 @@ pub(super) struct Stamp {
     pub read_at: Instant,
 }
 
-/// A reply leaving the queue in turn, with its request's stamp and, where the queue still had
-/// it, the request.
+/// A reply leaving the queue in turn, with its request's stamp. The request itself, where the
+/// queue still had it, stays behind in [`Inflight::popped_request`]: only a slow one is looked
+/// at, and a smaller item is cheaper to hand along.
 pub(super) struct Popped {
     pub reply: Reply,
     pub stamp: Stamp,
-    pub req: Option<Request>,
 }
 
 /// A task whose reply, once made, counts against the client's budget until it is popped: it may
@@ -113,6 +113,8 @@ pub(super) struct Inflight {
     budget: Arc<Budget>,
     /// Bytes of the replies in `Ready` entries (task outputs count in the budget itself).
     held: usize,
+    /// The request the last popped reply answers, when it was kept.
+    popped_req: Option<Request>,
 }
 
 impl Inflight {
@@ -131,7 +133,13 @@ impl Inflight {
             lane,
             budget,
             held: 0,
+            popped_req: None,
         }
+    }
+
+    /// The request the reply popped last answers, if its entry kept it.
+    pub fn popped_request(&self) -> Option<&Request> {
+        self.popped_req.as_ref()
     }
 
     /// The client switched protocol; nothing is in flight (see `Session::dispatch`).
@@ -223,14 +231,15 @@ impl Inflight {
     }
 
     /// Pops the head, which `reply` answers, with the request its entry or task kept.
+    #[inline]
     fn pop(&mut self, reply: Reply, req: Option<Request>) -> Poll<Option<Popped>> {
         let (entry, stamp) = self.queue.pop_front().expect("the head is there");
-        let req = match entry {
+        self.popped_req = match entry {
             Entry::Fast { req, .. } => Some(req),
             _ => req,
         };
         self.line.advance();
-        Poll::Ready(Some(Popped { reply, stamp, req }))
+        Poll::Ready(Some(Popped { reply, stamp }))
     }
 }
 
@@ -256,8 +265,9 @@ impl Stream for Inflight {
                         unreachable!("the head was just matched as ready");
                     };
                     this.held -= reply.bytes().len();
+                    this.popped_req = req;
                     this.line.advance();
-                    return Poll::Ready(Some(Popped { reply, stamp, req }));
+                    return Poll::Ready(Some(Popped { reply, stamp }));
                 }
                 Entry::Task => {
                     return match this.done.pop_front() {

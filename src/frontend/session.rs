@@ -27,6 +27,7 @@ use super::Frontend;
 use crate::backend::Lane;
 use crate::budget::{Breach, Budget};
 use crate::command::{Action, CommandId, Keys, LocalCommand, PubSubCommand, TxnCommand};
+use crate::metrics::Spans;
 use crate::protocol::{Proto, ProtocolError, Reply, Request, RequestCodec};
 use crate::reads::Reads;
 use crate::route::split;
@@ -85,6 +86,7 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         read_at: Instant::now(),
         slow_ns: fe.settings.slowlog.threshold_ns(),
         peer: peer_addr,
+        spans: Spans::new(),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = fe.settings.max_pipeline;
@@ -302,6 +304,8 @@ struct Session {
     slow_ns: u64,
     /// The client's address, for SLOWLOG.
     peer: Option<SocketAddr>,
+    /// The last request time measured: a batch's replies mostly share it.
+    spans: Spans,
 }
 
 impl Session {
@@ -464,6 +468,9 @@ impl Session {
             };
             self.dispatch(req.0, req.1);
             if self.quit {
+                // Read, and never to be answered.
+                let dropped = self.parked.len() + usize::from(self.late_error.is_some());
+                self.fe.requests.dropped(dropped);
                 self.parked.clear();
                 self.late_error = None;
                 return;
@@ -535,15 +542,13 @@ impl Session {
 
     /// Counts a reply about to be written at `now`, in this worker's own cells (plain stores,
     /// no lock), and puts its request in SLOWLOG if it was slow: one comparison for the others.
-    fn count(&self, popped: &Popped, now: Instant) {
-        let took = now.saturating_duration_since(popped.stamp.read_at);
-        let took_ns = took.as_nanos() as u64;
+    #[inline]
+    fn count(&mut self, popped: &Popped, now: Instant) {
+        let took = self.spans.measure(popped.stamp.read_at, now);
         let error = popped.reply.error().is_some();
-        self.fe
-            .requests
-            .answered(popped.stamp.command, error, took_ns);
-        if took_ns >= self.slow_ns {
-            self.slow(popped, took);
+        self.fe.requests.answered(popped.stamp.command, error, took);
+        if took.ns >= self.slow_ns {
+            self.slow(popped, Duration::from_nanos(took.ns));
         }
     }
 
@@ -553,7 +558,7 @@ impl Session {
     fn slow(&self, popped: &Popped, took: Duration) {
         let command = popped.stamp.command;
         let named;
-        let args = match &popped.req {
+        let args = match self.inflight.popped_request() {
             Some(req) => req.args(),
             None if command == CommandId::OTHER => return,
             None => {

@@ -8,6 +8,7 @@
 //! owners up; it may see an update a moment late, never a torn one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use prometheus::proto;
 
@@ -76,6 +77,54 @@ pub fn latency_bucket(ns: u64) -> usize {
     LATENCY_BOUNDS_NS.partition_point(|&bound| bound < ns)
 }
 
+/// A measured time, with the histogram bucket it falls in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub ns: u64,
+    pub bucket: usize,
+}
+
+/// Measures spans, remembering the last: the replies of one batch mostly share both ends (the
+/// socket read their requests came in, the write they go out in), so most are measured by
+/// comparing two instants rather than subtracting them and searching the bounds again.
+#[derive(Clone, Copy, Debug)]
+pub struct Spans {
+    from: Instant,
+    to: Instant,
+    last: Span,
+}
+
+impl Spans {
+    pub fn new() -> Spans {
+        let now = Instant::now();
+        Spans {
+            from: now,
+            to: now,
+            last: Span::default(),
+        }
+    }
+
+    /// The time from `from` to `to` (0 if `to` is earlier).
+    #[inline]
+    pub fn measure(&mut self, from: Instant, to: Instant) -> Span {
+        if from != self.from || to != self.to {
+            let ns = to.saturating_duration_since(from).as_nanos() as u64;
+            (self.from, self.to) = (from, to);
+            self.last = Span {
+                ns,
+                bucket: latency_bucket(ns),
+            };
+        }
+        self.last
+    }
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        Spans::new()
+    }
+}
+
 /// A latency histogram with one writer. The count is kept by the owner (a request is counted as
 /// ok or error anyway), so an observation costs two stores: its bucket and the sum.
 #[derive(Debug, Default)]
@@ -85,11 +134,20 @@ pub struct Latency {
 }
 
 impl Latency {
+    #[cfg(test)]
     pub fn observe(&self, ns: u64) {
-        if let Some(bucket) = self.buckets.get(latency_bucket(ns)) {
+        self.observe_span(Span {
+            ns,
+            bucket: latency_bucket(ns),
+        });
+    }
+
+    #[inline]
+    pub fn observe_span(&self, span: Span) {
+        if let Some(bucket) = self.buckets.get(span.bucket) {
             bucket.add(1);
         }
-        self.sum_ns.add(ns);
+        self.sum_ns.add(span.ns);
     }
 
     /// Adds this histogram's buckets and sum to `into`.
@@ -243,6 +301,25 @@ mod tests {
         let mut sum = LatencySum::default();
         a.add_to(&mut sum);
         assert_eq!(sum.to_proto().get_sample_count(), 1);
+    }
+
+    #[test]
+    fn spans_are_measured_once_per_pair_of_instants() {
+        let mut spans = Spans::new();
+        let start = Instant::now();
+        let end = start + std::time::Duration::from_micros(300);
+        let span = spans.measure(start, end);
+        assert_eq!(
+            span,
+            Span {
+                ns: 300_000,
+                bucket: 3
+            }
+        );
+        assert_eq!(spans.measure(start, end), span);
+        assert_eq!(spans.measure(end, start).ns, 0, "never negative");
+        let later = end + std::time::Duration::from_millis(2);
+        assert_eq!(spans.measure(start, later).bucket, 5);
     }
 
     #[test]

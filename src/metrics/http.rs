@@ -286,7 +286,9 @@ mod tests {
     async fn metrics_serves_the_registry_as_text() {
         let server = Server::start(true).await;
         let worker = server.metrics.requests.worker();
-        (0..7).for_each(|_| worker.answered(crate::command::CommandId::OTHER, false, 1));
+        (0..7).for_each(|_| {
+            worker.answered(crate::command::CommandId::OTHER, false, Default::default())
+        });
         server.metrics.redirections_moved.inc();
         let reply = request(server.addr, "GET", "/metrics").await;
         assert_eq!(reply.status, 200);

@@ -24,6 +24,7 @@ pub mod slot_map;
 
 use std::sync::Arc;
 
+pub use cells::{Span, Spans};
 pub use http::{serve, HealthSource};
 pub use nodes::{ConnMetrics, NodeMetrics, BACKEND_ERROR_KINDS};
 pub use requests::{Requests, WorkerRequests};
@@ -399,7 +400,7 @@ mod tests {
         let _conn = m.node("127.0.0.1:7000").connection();
         m.requests
             .worker()
-            .answered(crate::command::CommandId::OTHER, false, 1);
+            .answered(crate::command::CommandId::OTHER, false, Span::default());
         let roles = vec![("127.0.0.1:7000".to_owned(), "master")];
         m.slot_map_changed(
             SlotMapSummary {
@@ -535,7 +536,14 @@ mod tests {
             ]))
             .command;
         w.read(0);
-        w.answered(get, false, 120_000);
+        w.answered(
+            get,
+            false,
+            Span {
+                ns: 120_000,
+                bucket: 2,
+            },
+        );
         let text = m.encode_text().unwrap();
         for line in [
             "slotgate_requests_total{command=\"get\",result=\"ok\"} 1",

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 
-use super::cells::{self, Latency, LatencySum, Owned};
+use super::cells::{self, Latency, LatencySum, Owned, Span};
 
 const DURATION: &str = "slotgate_backend_request_duration_seconds";
 const INFLIGHT: &str = "slotgate_backend_inflight_requests";
@@ -44,8 +44,10 @@ fn kind_index(kind: &str) -> usize {
         .unwrap_or_else(|| panic!("unlisted backend error kind {kind}"))
 }
 
-/// One connection's cells; written only by its driver task.
+/// One connection's cells; written only by its driver task. Aligned (and so sized) to two cache
+/// lines: connections of different workers are made side by side, and must not share a line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct ConnCells {
     /// 1 while a shared connection is open.
     open: Owned,
@@ -191,12 +193,13 @@ impl ConnMetrics {
         self.cells.inflight.add(1);
     }
 
-    /// A request's reply came after `ns` nanoseconds on the connection; `None` where the round
+    /// A request's reply came after `round_trip` on the connection; `None` where the round
     /// trip says nothing of the node (a blocking command waits by design).
-    pub fn replied(&self, ns: Option<u64>) {
+    #[inline]
+    pub fn replied(&self, round_trip: Option<Span>) {
         self.cells.inflight.sub(1);
-        if let Some(ns) = ns {
-            self.cells.latency.observe(ns);
+        if let Some(span) = round_trip {
+            self.cells.latency.observe_span(span);
             self.cells.replies.add(1);
         }
     }
@@ -352,7 +355,10 @@ mod tests {
         a.sent_request();
         a.sent_request();
         a.wrote(100);
-        a.replied(Some(30_000));
+        a.replied(Some(Span {
+            ns: 30_000,
+            bucket: 0,
+        }));
         b.sent_request();
         b.wrote(20);
         b.read(7);

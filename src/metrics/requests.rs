@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricType};
 
-use super::cells::{self, Latency, LatencySum, Owned};
+use super::cells::{self, Latency, LatencySum, Owned, Span};
 use crate::command::CommandId;
 
 const REQUESTS: &str = "slotgate_requests_total";
@@ -31,7 +31,9 @@ fn depth_bucket(depth: usize) -> usize {
     }
 }
 
+/// Aligned to a cache line, so one command's cells start a line of their own.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 struct CommandCells {
     ok: Owned,
     error: Owned,
@@ -39,8 +41,11 @@ struct CommandCells {
 }
 
 /// One worker's request counts. Written only by the sessions of that worker, which all run on
-/// its single thread (see `frontend::Worker`).
+/// its single thread (see `frontend::Worker`). Aligned (and so sized) to two cache lines, as
+/// crossbeam's `CachePadded` is: workers' cells are made one after another, and two workers
+/// writing one line would pass it back and forth on every request.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct WorkerRequests {
     commands: Box<[CommandCells]>,
     /// Requests read (and protocol errors answered in their place).
@@ -73,14 +78,15 @@ impl WorkerRequests {
         self.depth_sum.add(in_flight as u64);
     }
 
-    /// A request's reply was written (or queued to be), `took_ns` after the request was read.
-    pub fn answered(&self, command: CommandId, error: bool, took_ns: u64) {
+    /// A request's reply was written (or queued to be), `took` after the request was read.
+    #[inline]
+    pub fn answered(&self, command: CommandId, error: bool, took: Span) {
         let cells = &self.commands[command.index()];
         match error {
             true => cells.error.add(1),
             false => cells.ok.add(1),
         }
-        cells.latency.observe(took_ns);
+        cells.latency.observe_span(took);
     }
 
     /// A client left with `n` requests read and never answered.
@@ -264,6 +270,13 @@ impl Collector for Requests {
 mod tests {
     use super::*;
 
+    fn span(ns: u64) -> Span {
+        Span {
+            ns,
+            bucket: cells::latency_bucket(ns),
+        }
+    }
+
     #[test]
     fn depth_buckets_are_powers_of_two() {
         for (depth, bucket) in [(0, 0), (1, 1), (2, 2), (3, 3), (4, 3), (5, 4), (1024, 11)] {
@@ -285,10 +298,10 @@ mod tests {
             .command;
         for w in [&a, &b] {
             w.read(0);
-            w.answered(get, false, 1_000);
+            w.answered(get, false, span(1_000));
         }
         a.read(1);
-        a.answered(get, true, 2_000_000);
+        a.answered(get, true, span(2_000_000));
         a.read(2);
         b.read(0);
         b.dropped(1);
