@@ -139,13 +139,18 @@ impl Router {
         self.answer(result)
     }
 
-    /// The client's reply for a routing outcome; an error of slotgate's own is counted by kind.
+    /// The client's reply for a routing outcome; an error of slotgate's own is counted by kind,
+    /// and a request given up after too many redirections once more as such. Here, and not in
+    /// the redirection loop, so that the loop every request runs stays as small as it was.
     pub(super) fn answer(&self, result: Result<Reply, RouteError>) -> Reply {
         match result {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!(error = %e, kind = e.kind(), "request failed");
                 self.metrics.error(e.kind());
+                if let RouteError::TooManyRedirects { .. } = e {
+                    self.metrics.redirect_giveups.inc();
+                }
                 e.to_reply()
             }
         }
@@ -335,12 +340,7 @@ impl Router {
                 }
             };
             match next {
-                Next::Done(result) => {
-                    if matches!(result, Err(RouteError::TooManyRedirects { .. })) {
-                        self.metrics.redirect_giveups.inc();
-                    }
-                    return result;
-                }
+                Next::Done(result) => return result,
                 Next::Hold { otherwise } => {
                     self.trigger.request(Trigger::Unserved);
                     if !self.keep_holding(&mut held_since).await {

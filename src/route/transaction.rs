@@ -102,7 +102,6 @@ impl Router {
                 Some(_) => return Err(RouteError::TransactionMigrating { slot }),
             }
         }
-        self.metrics.redirect_giveups.inc();
         Err(RouteError::TooManyRedirects {
             slot,
             limit: self.settings.max_redirects,
