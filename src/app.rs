@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendSettings, Dedicate, Health, Pool};
 use crate::cluster::{
-    refresh, NodeAddr, RefreshPlan, RefreshSettings, RefreshTrigger, TopologySink,
+    refresh, NodeAddr, RefreshPlan, RefreshSettings, RefreshTrigger, TopologySink, Trigger,
 };
 use crate::command::CommandTable;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::frontend::{self, ClientSettings, Frontend, SessionSettings, Worker};
+use crate::frontend::{self, ClientSettings, Frontend, SessionSettings, SlowlogSettings, Worker};
 use crate::health::{Heartbeats, Probes};
 use crate::metrics::Metrics;
 use crate::order::Disruptions;
@@ -162,7 +162,7 @@ impl Live {
         {
             // Ends a wait under the old interval; the next refresh asks the new seeds.
             self.plan.store(Arc::new(refresh_plan(c)));
-            self.trigger.request();
+            self.trigger.request(Trigger::Reload);
         }
         self.probes.configure(&c.health);
         self.drain_timeout
@@ -247,7 +247,7 @@ fn routers(
     let on_failure = trigger.clone();
     let disruptions = Arc::new(Disruptions::default());
     let health = Arc::new(Health::new(
-        Arc::new(move || on_failure.request()),
+        Arc::new(move || on_failure.request(Trigger::Failure)),
         disruptions.clone(),
     ));
     let route = RouteSettings {
@@ -363,6 +363,10 @@ fn session_settings(
         limits: limits(config),
         subscriber,
         port,
+        slowlog: SlowlogSettings {
+            slower_than: config.slowlog.slower_than(),
+            max_len: config.slowlog.max_len,
+        },
     }
 }
 

@@ -96,6 +96,8 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     /// The Lua scripts slotgate remembers, to load them again where a master lost them.
     pub scripts: ScriptsConfig,
+    /// Which slow requests `SLOWLOG` keeps.
+    pub slowlog: SlowlogConfig,
     /// Logging.
     pub log: LogConfig,
     /// What `/livez` and `/readyz` check.
@@ -117,6 +119,7 @@ impl Default for Config {
             topology: TopologyConfig::default(),
             protocol: ProtocolConfig::default(),
             scripts: ScriptsConfig::default(),
+            slowlog: SlowlogConfig::default(),
             log: LogConfig::default(),
             health: HealthConfig::default(),
             shutdown: ShutdownConfig::default(),
@@ -422,6 +425,46 @@ impl ScriptsConfig {
     }
 }
 
+/// Most entries `slowlog.max_len` may keep: an entry holds up to 32 arguments of 128 bytes, so
+/// this bounds the log near 50 MiB.
+const MAX_SLOWLOG_LEN: usize = 10_000;
+
+/// `SLOWLOG`: requests slower than a threshold, kept as Redis keeps its slow commands, so the
+/// tools that read a Redis slow log read slotgate's. The time is the client's: from the request
+/// being read to its reply being written, backend round trip included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlowlogConfig {
+    /// Microseconds a request must take to be logged, as Redis' `slowlog-log-slower-than`:
+    /// -1 logs nothing, 0 logs every request.
+    pub log_slower_than_us: i64,
+    /// Entries kept, the oldest dropped first, as Redis' `slowlog-max-len`.
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        Self {
+            log_slower_than_us: 10_000,
+            max_len: 128,
+        }
+    }
+}
+
+impl SlowlogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_at_least("slowlog.log_slower_than_us", self.log_slower_than_us, -1)?;
+        check_range("slowlog.max_len", self.max_len, 0, MAX_SLOWLOG_LEN)
+    }
+
+    /// The threshold, `None` when nothing is logged, so -1 never reads as a duration.
+    pub fn slower_than(&self) -> Option<Duration> {
+        u64::try_from(self.log_slower_than_us)
+            .ok()
+            .map(Duration::from_micros)
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -580,6 +623,7 @@ impl Config {
         self.topology.validate()?;
         self.protocol.validate()?;
         self.scripts.validate()?;
+        self.slowlog.validate()?;
         check_log_filter(&self.log.level).map_err(|why| invalid("log.level", why))?;
         check_range(
             "health.worker_stall_timeout_ms",
@@ -895,6 +939,10 @@ mod tests {
         rejects_metrics_listen_not_an_address: "metrics_listen: \"metrics:8379\"" => "metrics_listen";
         rejects_workers_too_many: "workers: 1025" => "workers";
         rejects_max_clients_zero: "max_clients: 0" => "max_clients";
+        rejects_slowlog_threshold_below_minus_one:
+            "slowlog: {log_slower_than_us: -2}" => "slowlog.log_slower_than_us";
+        rejects_slowlog_max_len_too_large:
+            "slowlog: {max_len: 10001}" => "slowlog.max_len";
         rejects_max_pipeline_zero: "client: {max_pipeline: 0}" => "client.max_pipeline";
         rejects_max_pipeline_too_large: "client: {max_pipeline: 65537}" => "client.max_pipeline";
         rejects_tiny_output_buffer:
@@ -1017,6 +1065,16 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
             };
             assert!(config.validate().is_ok(), "{level}");
         }
+    }
+
+    #[test]
+    fn slowlog_threshold_minus_one_is_off_and_zero_is_everything() {
+        let mut c = SlowlogConfig::default();
+        assert_eq!(c.slower_than(), Some(Duration::from_millis(10)));
+        c.log_slower_than_us = -1;
+        assert_eq!(c.slower_than(), None);
+        c.log_slower_than_us = 0;
+        assert_eq!(c.slower_than(), Some(Duration::ZERO));
     }
 
     #[test]

@@ -23,5 +23,6 @@ pub mod logging;
 pub mod metrics;
 pub mod order;
 pub mod protocol;
+mod reads;
 pub mod reload;
 pub mod route;

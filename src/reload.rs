@@ -63,6 +63,9 @@ const KEYS: &[(&str, Takes)] = &[
     ("protocol.max_frame_len", Restart),
     ("scripts.cache_max_scripts", Restart),
     ("scripts.cache_max_bytes", Restart),
+    // The log is made once, with its length and threshold, when the frontend starts.
+    ("slowlog.log_slower_than_us", Restart),
+    ("slowlog.max_len", Restart),
     ("log.level", Reload),
     // The subscriber's output layer is built once.
     ("log.format", Restart),

@@ -31,6 +31,11 @@ impl Batch {
         self.chunks.push(chunk);
     }
 
+    /// Bytes waiting to be written.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -23,8 +23,9 @@ use crate::cluster::NodeAddr;
 use prometheus::IntGauge;
 
 use crate::budget::Budget;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnMetrics, Metrics, NodeMetrics, Spans};
 use crate::protocol::{Limits, Proto, ProtocolError, Reply, ReplyCodec};
+use crate::reads::Reads;
 
 /// Write the batch once it holds this much, so one batch never grows without bound.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -64,6 +65,8 @@ struct Waiter {
     skip: u8,
     reply: ReplySender,
     budget: Option<Arc<Budget>>,
+    /// When the writer took the first request of this one's batch: its round trip starts there.
+    sent: Instant,
 }
 
 /// The sending side of one connection. Cloned senders keep the driver alive; when the last one is
@@ -77,11 +80,13 @@ impl Conn {
     /// The driver runs on `rt`, the runtime of the shard whose clients use this connection, so a
     /// reply wakes its client on the same thread.
     /// `up` says whether the connection is open, for choosing among a shard's replicas.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         addr: NodeAddr,
         proto: Proto,
         settings: Arc<BackendSettings>,
         metrics: Arc<Metrics>,
+        node: Arc<NodeMetrics>,
         health: Arc<Health>,
         up: Arc<AtomicBool>,
         rt: &Handle,
@@ -92,6 +97,7 @@ impl Conn {
             proto,
             settings,
             metrics,
+            node,
             health,
             up,
         };
@@ -123,6 +129,8 @@ impl Conn {
     /// A connection for one client alone (see `dedicated.rs`): opened now, on the caller's
     /// runtime, and never reopened. When it fails, or the returned handle aborts it, every
     /// request on it fails: whatever the client kept on it is gone, and it must hear so.
+    /// Its bytes and failures count for its node, not its round trips: a blocking command waits
+    /// by design, and the node's latency is the shared connections'.
     pub async fn open_dedicated(
         addr: NodeAddr,
         proto: Proto,
@@ -133,11 +141,13 @@ impl Conn {
     ) -> std::io::Result<(Conn, AbortHandle)> {
         let stream = open_checked(&addr, &settings, proto, check).await?;
         let (tx, mut rx) = mpsc::channel(settings.max_inflight);
+        let conn = metrics.node(&addr).connection();
         let task = tokio::spawn(async move {
             let _open = Open::count(&metrics.dedicated_connections);
             let (rd, wr) = stream.into_split();
-            if let End::Failed(why) = drive(rd, wr, &mut rx, &settings, &health).await {
-                tracing::debug!(node = %addr, why, "dedicated connection lost");
+            let end = drive(rd, wr, &mut rx, &settings, &health, &conn, false).await;
+            if let End::Failed(loss) = end {
+                conn.node().lost(loss.kind(), loss.why(), true);
             }
         });
         Ok((Conn { tx }, task.abort_handle()))
@@ -171,6 +181,7 @@ struct Supervised {
     proto: Proto,
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
+    node: Arc<NodeMetrics>,
     health: Arc<Health>,
     up: Arc<AtomicBool>,
 }
@@ -181,9 +192,12 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
         proto,
         settings: s,
         metrics,
+        node,
         health,
         up,
     } = node;
+    // One connection at a time, over every reconnection: this task is its only writer.
+    let conn = node.connection();
     let mut backoff = s.reconnect_backoff_min;
     let mut down = false;
     // "Unreachable" was logged for this connection: "reachable again" is worth a line too.
@@ -207,18 +221,20 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
                 }
                 connected_before = true;
                 backoff = s.reconnect_backoff_min;
-                metrics.backend_connections.inc();
+                conn.set_open(true);
                 up.store(true, Ordering::Relaxed);
                 // Owned halves, not `tokio::io::split`: that one takes a lock on every read and
                 // every write.
                 let (rd, wr) = stream.into_split();
-                let end = drive(rd, wr, &mut rx, &s, &health).await;
+                let end = drive(rd, wr, &mut rx, &s, &health, &conn, true).await;
                 up.store(false, Ordering::Relaxed);
-                metrics.backend_connections.dec();
+                conn.set_open(false);
                 match end {
                     End::Closed => break,
-                    End::Failed(why) => {
+                    End::Failed(loss) => {
+                        node.lost(loss.kind(), loss.why(), false);
                         if let Some(held) = health.quiet.admit(&(addr.clone(), "lost")) {
+                            let why = loss.why();
                             tracing::warn!(node = %addr, why, held, "backend connection lost");
                         }
                         health.failed();
@@ -226,6 +242,7 @@ async fn supervise(node: Supervised, mut rx: mpsc::Receiver<Pending>) {
                 }
             }
             Err(e) => {
+                node.unreachable();
                 if !down {
                     health.mark_down();
                     down = true;
@@ -362,17 +379,58 @@ enum End {
     /// Every sender is gone: shut down.
     Closed,
     /// The connection failed and should be re-established.
-    Failed(&'static str),
+    Failed(Loss),
+}
+
+/// How a connection failed: its node's error kind in the metrics, and words for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loss {
+    WriteFailed,
+    ReadFailed,
+    MalformedReply,
+    ClosedByNode,
+    UnsolicitedReply,
+    /// No reply within the operation timeout: the node is taken for hung.
+    Hung,
+}
+
+impl Loss {
+    /// One of [`crate::metrics::BACKEND_ERROR_KINDS`].
+    fn kind(self) -> &'static str {
+        match self {
+            Loss::WriteFailed => "write_failed",
+            Loss::ReadFailed => "read_failed",
+            Loss::MalformedReply => "malformed_reply",
+            Loss::ClosedByNode => "closed",
+            Loss::UnsolicitedReply => "unsolicited_reply",
+            Loss::Hung => "timeout",
+        }
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            Loss::WriteFailed => "write failed",
+            Loss::ReadFailed => "read failed",
+            Loss::MalformedReply => "malformed reply",
+            Loss::ClosedByNode => "closed by the node",
+            Loss::UnsolicitedReply => "unsolicited reply",
+            Loss::Hung => "no reply within the operation timeout",
+        }
+    }
 }
 
 /// Generic over the two halves so the loops can be driven over an in-memory pipe in tests;
-/// production instantiates it once, with a TCP stream's owned halves.
+/// production instantiates it once, with a TCP stream's owned halves. `m` is the connection's
+/// metrics, written by this task alone; `timed` says whether its round trips are the node's
+/// latency.
 async fn drive<R, W>(
     rd: R,
     wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     s: &BackendSettings,
     health: &Health,
+    m: &ConnMetrics,
+    timed: bool,
 ) -> End
 where
     R: AsyncRead + Unpin,
@@ -384,16 +442,17 @@ where
     // The waiters live here rather than in the loops, so that the disruption is counted before
     // they are dropped (which is how their callers learn of it).
     let end = tokio::select! {
-        closed = write_loop(wr, rx, wtx) => match closed {
+        closed = write_loop(wr, rx, wtx, m) => match closed {
             true => End::Closed,
-            false => End::Failed("write failed"),
+            false => End::Failed(Loss::WriteFailed),
         },
-        why = read_loop(rd, &mut wrx, &mut current, s, health) => End::Failed(why),
+        loss = read_loop(rd, &mut wrx, &mut current, s, health, m, timed) => End::Failed(loss),
     };
     if matches!(end, End::Failed(_)) {
         health.disrupted();
     }
     drop((current, wrx));
+    m.none_in_flight();
     end
 }
 
@@ -401,12 +460,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     rx: &mut mpsc::Receiver<Pending>,
     waiters: mpsc::Sender<Waiter>,
+    m: &ConnMetrics,
 ) -> bool {
     let mut batch = Batch::new(BATCH_LIMIT);
     loop {
         let Some(first) = rx.recv().await else {
             return true;
         };
+        // One clock read per batch: every request in it is timed from here.
+        let sent = Instant::now();
         let mut next = Some(first);
         let mut yielded = false;
         while let Some(p) = next {
@@ -416,7 +478,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 // Room comes back as replies arrive, and replies only come for what was written:
                 // with the batch unwritten, waiting here could wait for itself.
                 Err(TrySendError::Full(())) => {
-                    if !batch.is_empty() && batch.write_to(&mut wr).await.is_err() {
+                    if !batch.is_empty() && write(&mut batch, &mut wr, m).await.is_err() {
                         return false;
                     }
                     match waiters.reserve().await {
@@ -430,9 +492,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 skip: p.skip,
                 reply: p.reply,
                 budget: p.budget,
+                sent,
             });
+            m.sent_request();
             batch.push(p.bytes);
-            if batch.is_full() && batch.write_to(&mut wr).await.is_err() {
+            if batch.is_full() && write(&mut batch, &mut wr, m).await.is_err() {
                 return false;
             }
             next = rx.try_recv().ok();
@@ -444,10 +508,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() && batch.write_to(&mut wr).await.is_err() {
+        if !batch.is_empty() && write(&mut batch, &mut wr, m).await.is_err() {
             return false;
         }
     }
+}
+
+/// Writes the batch, counting its bytes for the node.
+async fn write<W: AsyncWrite + Unpin>(
+    batch: &mut Batch,
+    wr: &mut W,
+    m: &ConnMetrics,
+) -> std::io::Result<()> {
+    m.wrote(batch.bytes());
+    batch.write_to(wr).await
 }
 
 /// Matches replies to waiters in order. Also the hung-node detector, and so the only timeout a
@@ -462,8 +536,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
     current: &mut Option<Waiter>,
     s: &BackendSettings,
     health: &Health,
-) -> &'static str {
-    let mut replies = FramedRead::with_capacity(rd, ReplyCodec::new(s.limits), 16 * 1024);
+    m: &ConnMetrics,
+    timed: bool,
+) -> Loss {
+    let mut replies =
+        FramedRead::with_capacity(Reads::new(rd), ReplyCodec::new(s.limits), 16 * 1024);
+    // When the last read brought bytes: the replies it completed arrived then.
+    let mut arrived = Instant::now();
+    let mut spans = Spans::new();
     let period = (s.op_timeout / HUNG_CHECKS_PER_TIMEOUT).max(MIN_HUNG_CHECK);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -485,17 +565,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     for w in current.take().into_iter().chain(queued) {
                         let _ = w.reply.send(Err(Failure::TimedOut));
                     }
-                    return "no reply within the operation timeout";
+                    return Loss::Hung;
                 }
                 continue;
             }
         };
         let reply = match next {
             Some(Ok(reply)) => reply,
-            Some(Err(ProtocolError::Io(_))) => return "read failed",
-            Some(Err(_)) => return "malformed reply",
-            None => return "closed by the node",
+            Some(Err(ProtocolError::Io(_))) => return Loss::ReadFailed,
+            Some(Err(_)) => return Loss::MalformedReply,
+            None => return Loss::ClosedByNode,
         };
+        let reads = replies.get_mut();
+        if reads.take_fresh() {
+            arrived = Instant::now();
+            m.read(reads.take_bytes() as usize);
+        }
         answered += 1;
         // A RESP3 push answers no request. Nothing slotgate sends on these connections asks for
         // one (no SUBSCRIBE, no CLIENT TRACKING), but one must never be taken for a reply.
@@ -504,13 +589,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         // A reply with no waiter means the stream is out of step; nothing after it can be trusted.
         let Some(mut w) = current.take().or_else(|| waiters.try_recv().ok()) else {
-            return "unsolicited reply";
+            return Loss::UnsolicitedReply;
         };
         if w.skip > 0 {
             w.skip -= 1;
             *current = Some(w);
             continue;
         }
+        m.replied(timed.then(|| spans.measure(w.sent, arrived)));
         deliver(w, reply);
     }
 }
@@ -638,8 +724,10 @@ mod tests {
             let disruptions = Arc::new(Disruptions::default());
             let health = Arc::new(Health::new(Arc::new(|| {}), disruptions.clone()));
             let h = health.clone();
+            let node_metrics = Metrics::new().node("test:1");
             let driver = tokio::spawn(async move {
-                let end = drive(rd, wr, &mut rx, &s, &h).await;
+                let m = node_metrics.connection();
+                let end = drive(rd, wr, &mut rx, &s, &h, &m, true).await;
                 (end, rx)
             });
             Fixture {
@@ -799,7 +887,7 @@ mod tests {
         }
         assert_given_up_in_time(quiet_since);
         let end = f.ended().await.0;
-        assert_eq!(end, End::Failed("no reply within the operation timeout"));
+        assert_eq!(end, End::Failed(Loss::Hung));
         assert!(f.disruptions.count() > 0);
     }
 
@@ -843,7 +931,7 @@ mod tests {
             .await;
         assert_eq!(replied(first).await, bulk("a's"));
         let (end, _queue) = f.ended().await;
-        assert_eq!(end, End::Failed("unsolicited reply"));
+        assert_eq!(end, End::Failed(Loss::UnsolicitedReply));
         assert!(lost(held).await);
     }
 
@@ -871,7 +959,7 @@ mod tests {
         f.node.shutdown().await.unwrap();
         assert_eq!(replied(answered).await, bulk("a's"));
         assert!(lost(unanswered).await);
-        assert_eq!(f.ended().await.0, End::Failed("closed by the node"));
+        assert_eq!(f.ended().await.0, End::Failed(Loss::ClosedByNode));
         assert!(f.disruptions.count() > 0);
     }
 }

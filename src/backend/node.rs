@@ -18,7 +18,7 @@ use super::health::Health;
 use super::settings::BackendSettings;
 use crate::budget::Budget;
 use crate::cluster::NodeAddr;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NodeMetrics};
 use crate::protocol::{Proto, Reply};
 
 /// Which of a node's shared connections carries a client's requests.
@@ -61,6 +61,8 @@ pub struct Node {
 struct Opener {
     settings: Arc<BackendSettings>,
     metrics: Arc<Metrics>,
+    /// The node's series: made when the first worker connects to it, kept while any does.
+    node: Arc<NodeMetrics>,
     health: Arc<Health>,
     rt: Handle,
 }
@@ -74,6 +76,7 @@ impl Opener {
                     proto,
                     self.settings.clone(),
                     self.metrics.clone(),
+                    self.node.clone(),
                     self.health.clone(),
                     up.clone(),
                     &self.rt,
@@ -94,6 +97,7 @@ impl Node {
         let op_timeout = settings.op_timeout;
         let opener = Opener {
             settings,
+            node: metrics.node(&addr),
             metrics,
             health,
             rt: rt.clone(),

@@ -6,6 +6,6 @@ pub mod refresh;
 pub mod slot;
 pub mod topology;
 
-pub use refresh::{RefreshPlan, RefreshSettings, RefreshTrigger, TopologySink};
+pub use refresh::{RefreshPlan, RefreshSettings, RefreshTrigger, TopologySink, Trigger};
 pub use slot::{Slot, SLOT_COUNT};
 pub use topology::{NodeAddr, Shard, Topology, TopologyError};

@@ -2,6 +2,7 @@
 //! refresh through [`RefreshTrigger`], so a burst of MOVED replies costs the cluster one query.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,22 +23,84 @@ use crate::protocol::{encode_command, Frame, Limits, ProtocolError, ReplyCodec};
 const DEGRADED_POLL: Duration = Duration::from_millis(200);
 
 /// Asks the refresher for a new slot map. Cheap and non-blocking: requests made while one is
-/// pending or running fold into it (a `Notify` holds at most one permit).
+/// pending or running fold into it (a `Notify` holds at most one permit), and so do their
+/// reasons (one bit each).
 #[derive(Clone, Default)]
-pub struct RefreshTrigger(Arc<Notify>);
+pub struct RefreshTrigger(Arc<Requests>);
+
+#[derive(Default)]
+struct Requests {
+    notify: Notify,
+    /// A bit per [`Trigger`] asked for since the refresher last looked.
+    reasons: AtomicU8,
+}
+
+/// Why a refresh ran, for `slotgate_topology_refreshes_total{trigger}`: what asked for it, or
+/// which of the refresher's own timers ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first refresh, at start.
+    Startup,
+    /// The periodic re-read of a complete map.
+    Periodic,
+    /// Polling, with backoff, while the map covers fewer than every slot.
+    Incomplete,
+    /// Polling while some node is unreachable, to find the replica promoted in its place.
+    Degraded,
+    /// A MOVED (or TRYAGAIN) reply: slots moved.
+    Moved,
+    /// A backend connection broke or could not be made.
+    Failure,
+    /// A request found no master for its slot, or no master at all.
+    Unserved,
+    /// A config reload changed the seeds or the refresh intervals.
+    Reload,
+}
+
+impl Trigger {
+    /// One of `metrics::REFRESH_TRIGGERS`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Periodic => "periodic",
+            Trigger::Incomplete => "incomplete",
+            Trigger::Degraded => "degraded",
+            Trigger::Moved => "moved",
+            Trigger::Failure => "failure",
+            Trigger::Unserved => "unserved",
+            Trigger::Reload => "reload",
+        }
+    }
+
+    /// The reasons a request can give, most telling first: when several fold into one refresh,
+    /// it is counted under the first.
+    const ASKED: [Trigger; 4] = [
+        Trigger::Moved,
+        Trigger::Failure,
+        Trigger::Unserved,
+        Trigger::Reload,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
 
 impl RefreshTrigger {
-    pub fn request(&self) {
-        self.0.notify_one();
+    pub fn request(&self, why: Trigger) {
+        self.0.reasons.fetch_or(why.bit(), Ordering::Relaxed);
+        self.0.notify.notify_one();
     }
 
     async fn requested(&self) {
-        self.0.notified().await
+        self.0.notify.notified().await
     }
 
-    /// Consumes a pending request, if any.
-    fn drain(&self) {
-        let _ = self.0.notified().now_or_never();
+    /// Consumes a pending request, if any, and says why it was made.
+    fn drain(&self) -> Option<Trigger> {
+        let _ = self.0.notify.notified().now_or_never();
+        let bits = self.0.reasons.swap(0, Ordering::Relaxed);
+        Trigger::ASKED.into_iter().find(|t| bits & t.bit() != 0)
     }
 }
 
@@ -230,9 +293,12 @@ async fn refresh_once(candidates: &[NodeAddr], s: &RefreshSettings) -> Option<(T
 pub trait TopologySink: Send + Sync {
     fn current(&self) -> Arc<Topology>;
     /// Serves `next` from now on. Called after every successful refresh, changed or not, so
-    /// an unchanged map must cost nothing.
-    fn install(&self, next: Topology);
-    fn refreshed(&self, ok: bool);
+    /// an unchanged map must cost nothing; `changed` says it differs from [`current`].
+    ///
+    /// [`current`]: TopologySink::current
+    fn install(&self, next: Topology, changed: bool);
+    /// A refresh started by `trigger` ended; `ok` when some node answered, out of `asked`.
+    fn refreshed(&self, trigger: Trigger, ok: bool, asked: usize);
     /// Nodes disagreed about `slots` slots' owners in one refresh (resolved by config epoch).
     fn disagreed(&self, slots: usize);
     /// Some node is unreachable: its replacement can only be found by asking, so ask often.
@@ -262,6 +328,9 @@ pub async fn run(
     let mut backoff = Duration::from_millis(100);
     // While the cluster is away this fails on every poll, several times a second.
     let quiet = crate::logging::Throttle::default();
+    // Why the refresher woke, when no request says more.
+    let mut woke = Trigger::Startup;
+    let mut first = true;
     loop {
         let plan = plan.load_full();
         let (seeds, s) = (&plan.seeds, &plan.settings);
@@ -273,31 +342,26 @@ pub async fn run(
             }
         }
         // Requests made before this refresh starts are answered by it: fold them in.
-        trigger.drain();
+        let asked_for = trigger.drain();
+        let why = match first {
+            true => Trigger::Startup,
+            false => asked_for.unwrap_or(woke),
+        };
+        first = false;
         let fetched = refresh_once(&candidates, s).await;
-        sink.refreshed(fetched.is_some());
+        sink.refreshed(why, fetched.is_some(), candidates.len());
         let fetched = fetched.map(|(next, disagreements)| {
             if disagreements > 0 {
-                tracing::info!(
-                    slots = disagreements,
-                    "nodes disagree on slot owners; newest epoch wins"
-                );
                 sink.disagreed(disagreements);
             }
             next.keep_newer(&current)
         });
         match fetched {
             Some(next) => {
-                if next != *current {
-                    tracing::info!(
-                        shards = next.serving_shards().count(),
-                        covered = next.covered_slots(),
-                        "slot map changed"
-                    );
-                }
+                let changed = next != *current;
                 // Offered even when unchanged: `current` may be one view among several, and
                 // a view that missed a move catches up here.
-                sink.install(next);
+                sink.install(next, changed);
             }
             None => {
                 if let Some(held) = quiet.admit(&()) {
@@ -312,11 +376,14 @@ pub async fn run(
         let wait = if sink.degraded() {
             // A dead master sends no MOVED: poll until its replica is promoted. The floor keeps
             // a fleet of proxies from flooding the cluster while it fails over.
+            woke = Trigger::Degraded;
             DEGRADED_POLL.saturating_sub(s.min_interval)
         } else if sink.current().is_complete() {
+            woke = Trigger::Periodic;
             backoff = Duration::from_millis(100);
             jitter(s.interval)
         } else {
+            woke = Trigger::Incomplete;
             let w = backoff;
             backoff = (backoff * 2).min(Duration::from_secs(1));
             w
@@ -368,8 +435,8 @@ mod tests {
         fn current(&self) -> Arc<Topology> {
             self.topology.clone()
         }
-        fn install(&self, _next: Topology) {}
-        fn refreshed(&self, _ok: bool) {
+        fn install(&self, _next: Topology, _changed: bool) {}
+        fn refreshed(&self, _trigger: Trigger, _ok: bool, _asked: usize) {
             self.refreshes.fetch_add(1, Ordering::SeqCst);
         }
         fn disagreed(&self, _slots: usize) {}
@@ -410,7 +477,7 @@ mod tests {
         );
         // A thousand MOVED replies arriving together.
         for _ in 0..1000 {
-            trigger.request();
+            trigger.request(Trigger::Moved);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(
@@ -420,7 +487,7 @@ mod tests {
         );
         // Requests spread over time are rate-limited to one per min_interval.
         for _ in 0..50 {
-            trigger.request();
+            trigger.request(Trigger::Moved);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -431,6 +498,37 @@ mod tests {
         );
         let _ = stop.send(());
         task.await.unwrap();
+    }
+
+    #[test]
+    fn folded_requests_are_counted_under_the_most_telling_reason() {
+        let t = RefreshTrigger::default();
+        assert_eq!(t.drain(), None);
+        t.request(Trigger::Unserved);
+        t.request(Trigger::Moved);
+        t.request(Trigger::Failure);
+        assert_eq!(t.drain(), Some(Trigger::Moved));
+        assert_eq!(t.drain(), None, "drained");
+        t.request(Trigger::Unserved);
+        assert_eq!(t.drain(), Some(Trigger::Unserved));
+    }
+
+    #[test]
+    fn every_trigger_has_a_listed_label() {
+        for t in [
+            Trigger::Startup,
+            Trigger::Periodic,
+            Trigger::Incomplete,
+            Trigger::Degraded,
+            Trigger::Moved,
+            Trigger::Failure,
+            Trigger::Unserved,
+        ] {
+            assert!(
+                crate::metrics::REFRESH_TRIGGERS.contains(&t.label()),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]

@@ -47,4 +47,12 @@ pub enum LocalCommand {
     /// that compute slots keep working although every other one is refused as on a standalone
     /// server.
     ClusterKeyslot,
+    /// `SLOWLOG GET [count]`: slotgate's own slow requests, newest first.
+    SlowlogGet,
+    /// `SLOWLOG LEN`.
+    SlowlogLen,
+    /// `SLOWLOG RESET`.
+    SlowlogReset,
+    /// `SLOWLOG HELP`.
+    SlowlogHelp,
 }

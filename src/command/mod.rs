@@ -22,7 +22,7 @@ use crate::protocol::Request;
 pub use keys::Keys;
 pub use local::LocalCommand;
 pub use reject::{ArgError, Reason, RejectKind, Rejection};
-pub use table::CommandTable;
+pub use table::{CommandId, CommandTable};
 pub use traits::Traits;
 
 use table::{Handling, Spec};
@@ -119,6 +119,9 @@ pub struct Plan {
     pub action: Action,
     /// What the command is like; nothing is set for a rejected request.
     pub traits: Traits,
+    /// Which command it is, for metrics: set for a rejected request too when its name (or its
+    /// container's) is in the table.
+    pub command: CommandId,
 }
 
 /// What to do with one request.
@@ -149,24 +152,29 @@ impl CommandTable {
     /// Case-insensitive, allocation-free lookup (no to_lowercase String per request).
     pub fn classify(&self, req: &Request) -> Plan {
         let args = req.args();
-        match self.plan(args) {
+        let mut command = CommandId::OTHER;
+        match self.plan(args, &mut command) {
             Ok((action, spec)) => Plan {
                 action,
                 traits: spec.traits.resolve(args),
+                command,
             },
             Err(kind) => Plan {
                 action: Action::Reject(kind),
                 traits: Traits::default(),
+                command,
             },
         }
     }
 
     /// Follows Redis' own order: find the command (and subcommand), check arity, then look at the
     /// arguments. So a request too short for its key positions never reaches key extraction.
-    fn plan(&self, args: &[Bytes]) -> Result<(Action, &Spec), RejectKind> {
+    /// `command` is set as soon as the name is found, so a refused request is counted under it.
+    fn plan(&self, args: &[Bytes], command: &mut CommandId) -> Result<(Action, &Spec), RejectKind> {
         let argc = args.len();
         let name = args.first().ok_or(RejectKind::UnknownCommand)?;
-        let top = self.find_top(name).ok_or(RejectKind::UnknownCommand)?;
+        let (top, top_id) = self.find_top_id(name).ok_or(RejectKind::UnknownCommand)?;
+        *command = top_id;
         if !top.arity_ok(argc) {
             return Err(RejectKind::WrongArity { subcommand: false });
         }
@@ -175,9 +183,10 @@ impl CommandTable {
                 let sub = args
                     .get(1)
                     .ok_or(RejectKind::WrongArity { subcommand: false })?;
-                let spec = self
+                let (spec, sub_id) = self
                     .find_sub(name, sub, unmatched)
                     .ok_or_else(|| unmatched.reject())?;
+                *command = sub_id;
                 if !spec.arity_ok(argc) {
                     return Err(RejectKind::WrongArity { subcommand: true });
                 }

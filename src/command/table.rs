@@ -104,6 +104,49 @@ pub struct CommandTable {
     pub(crate) learned_subs: Vec<Learned>,
 }
 
+/// A builtin command, or a `container|sub` subcommand, as a small number: its place in the sorted
+/// index of the builtin table, the same in every table this build makes. Metrics keep their
+/// per-command series in arrays indexed by it, so counting a request costs no hashing of its
+/// name and no lock. Commands the table does not know (and those learned from the cluster) are
+/// all [`CommandId::OTHER`], which keeps the set of series bounded whatever clients send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CommandId(u16);
+
+impl CommandId {
+    /// Every command the builtin table does not name.
+    pub const OTHER: CommandId = CommandId(BUILTIN.len() as u16);
+    /// How many ids there are, [`CommandId::OTHER`] included: the length of an array indexed by
+    /// [`CommandId::index`].
+    pub const COUNT: usize = BUILTIN.len() + 1;
+
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The id at `index`, for code that walks every id.
+    pub fn from_index(index: usize) -> CommandId {
+        assert!(index < Self::COUNT, "command id {index} out of range");
+        CommandId(index as u16)
+    }
+
+    /// The name as a metric label: lowercase, subcommands as `client|list`, the way Redis names
+    /// them in `INFO commandstats`; `other` for [`CommandId::OTHER`].
+    pub fn label(self) -> &'static str {
+        static LABELS: std::sync::OnceLock<Box<[String]>> = std::sync::OnceLock::new();
+        let labels = LABELS.get_or_init(|| {
+            let table = CommandTable::builtin();
+            table
+                .top
+                .iter()
+                .chain(&table.subs)
+                .map(|e| e.name.to_ascii_lowercase())
+                .chain(std::iter::once("other".to_owned()))
+                .collect()
+        });
+        &labels[self.index()]
+    }
+}
+
 impl CommandTable {
     /// The builtin table alone. The index is sorted here so the static array can stay grouped by
     /// family, for reading.
@@ -127,31 +170,36 @@ impl CommandTable {
 
     /// The top-level entry for `name`, builtin first, then learned.
     pub(crate) fn find_top(&self, name: &[u8]) -> Option<&Spec> {
+        self.find_top_id(name).map(|(spec, _)| spec)
+    }
+
+    /// [`find_top`](Self::find_top) with the entry's id; the binary search finds both at once.
+    pub(crate) fn find_top_id(&self, name: &[u8]) -> Option<(&Spec, CommandId)> {
         let builtin = self
             .top
             .binary_search_by(|e| cmp_name(e.name.as_bytes(), name, None))
             .ok()
-            .map(|i| &self.top[i].spec);
+            .map(|i| (&self.top[i].spec, CommandId(i as u16)));
         builtin.or_else(|| {
             self.learned_top
                 .binary_search_by(|e| cmp_name(&e.name, name, None))
                 .ok()
-                .map(|i| &self.learned_top[i].spec)
+                .map(|i| (&self.learned_top[i].spec, CommandId::OTHER))
         })
     }
 
-    /// The `container|sub` entry; learned ones only where the container lets them in.
+    /// The `container|sub` entry and its id; learned ones only where the container lets them in.
     pub(crate) fn find_sub(
         &self,
         container: &[u8],
         sub: &[u8],
         unmatched: Unmatched,
-    ) -> Option<&Spec> {
+    ) -> Option<(&Spec, CommandId)> {
         let builtin = self
             .subs
             .binary_search_by(|e| cmp_name(e.name.as_bytes(), container, Some(sub)))
             .ok()
-            .map(|i| &self.subs[i].spec);
+            .map(|i| (&self.subs[i].spec, CommandId((self.top.len() + i) as u16)));
         builtin.or_else(|| {
             if unmatched != Unmatched::Unknown {
                 return None;
@@ -159,7 +207,7 @@ impl CommandTable {
             self.learned_subs
                 .binary_search_by(|e| cmp_name(&e.name, container, Some(sub)))
                 .ok()
-                .map(|i| &self.learned_subs[i].spec)
+                .map(|i| (&self.learned_subs[i].spec, CommandId::OTHER))
         })
     }
 
@@ -633,7 +681,12 @@ static BUILTIN: &[Entry] = &[
     no("SAVE", 1, Admin),
     no("SHUTDOWN", -1, Admin),
     no("SLAVEOF", 3, Admin),
-    no("SLOWLOG", -2, Admin),
+    // slotgate's own slow requests, as a server's (see `frontend::slowlog`).
+    container("SLOWLOG", Unmatched::Unknown),
+    local("SLOWLOG|GET", -2, L::SlowlogGet),
+    local("SLOWLOG|HELP", 2, L::SlowlogHelp),
+    local("SLOWLOG|LEN", 2, L::SlowlogLen),
+    local("SLOWLOG|RESET", 2, L::SlowlogReset),
     no("SWAPDB", 3, SingleDatabase),
     no("SYNC", 1, Admin),
     any("TIME", 1),

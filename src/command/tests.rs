@@ -1324,3 +1324,39 @@ fn reject_kinds_have_stable_labels() {
         "bad_arguments"
     );
 }
+
+#[test]
+fn every_request_is_labelled_by_a_bounded_command_name() {
+    let table = CommandTable::builtin();
+    let label = |words: &[&str]| {
+        let args: Vec<Bytes> = words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect();
+        table.classify(&Request::from_args(args)).command.label()
+    };
+    assert_eq!(label(&["GET", "k"]), "get");
+    assert_eq!(
+        label(&["get"]),
+        "get",
+        "wrong arity still names the command"
+    );
+    assert_eq!(label(&["Client", "LIST"]), "client|list");
+    assert_eq!(
+        label(&["CLIENT", "NOPE"]),
+        "client",
+        "unknown subcommand: its container"
+    );
+    assert_eq!(label(&["slowlog", "get", "1"]), "slowlog|get");
+    assert_eq!(label(&["NOSUCHCOMMAND"]), "other");
+    assert_eq!(CommandId::OTHER.label(), "other");
+    let mut labels: Vec<&str> = (0..CommandId::COUNT)
+        .map(|i| CommandId::from_index(i).label())
+        .collect();
+    assert!(labels.iter().all(|l| l
+        .bytes()
+        .all(|b| !b.is_ascii_uppercase() && b != b' ' && b != b'"')));
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(labels.len(), CommandId::COUNT, "every id has its own label");
+}

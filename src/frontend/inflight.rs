@@ -12,16 +12,57 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 
 use crate::backend::Lane;
 use crate::budget::Budget;
+use crate::command::CommandId;
 use crate::order::{Line, Turn};
 use crate::protocol::{Reply, Request};
 use crate::route::{Router, Started};
 
-pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+pub(super) type ReplyFuture = Pin<Box<dyn Future<Output = Answered> + Send>>;
+
+/// A task's reply, with the request it answers when the task owned it: handed back rather than
+/// dropped, so that a slow request can be shown in SLOWLOG without a copy of every request.
+pub(super) struct Answered {
+    pub reply: Reply,
+    pub req: Option<Request>,
+}
+
+impl Answered {
+    pub fn to(reply: Reply, req: Request) -> Answered {
+        Answered {
+            reply,
+            req: Some(req),
+        }
+    }
+}
+
+impl From<Reply> for Answered {
+    fn from(reply: Reply) -> Answered {
+        Answered { reply, req: None }
+    }
+}
+
+/// What the session knows of a request from the moment it reads it, kept with its entry until
+/// its reply is written: which command it is, and when it was read. `Copy` and small: every
+/// request has one.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stamp {
+    pub command: CommandId,
+    pub read_at: Instant,
+}
+
+/// A reply leaving the queue in turn, with its request's stamp. The request itself, where the
+/// queue still had it, stays behind in [`Inflight::popped_request`]: only a slow one is looked
+/// at, and a smaller item is cheaper to hand along.
+pub(super) struct Popped {
+    pub reply: Reply,
+    pub stamp: Stamp,
+}
 
 /// A task whose reply, once made, counts against the client's budget until it is popped: it may
 /// wait behind a slow head for long. A type rather than a wrapping `async` block, to save an
@@ -32,17 +73,17 @@ struct Counted {
 }
 
 impl Future for Counted {
-    type Output = Reply;
+    type Output = Answered;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Reply> {
-        let reply = std::task::ready!(self.inner.as_mut().poll(cx));
-        self.budget.made(reply.bytes().len());
-        Poll::Ready(reply)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answered> {
+        let answered = std::task::ready!(self.inner.as_mut().poll(cx));
+        self.budget.made(answered.reply.bytes().len());
+        Poll::Ready(answered)
     }
 }
 
 enum Entry {
-    Ready(Reply),
+    Ready(Reply, Option<Request>),
     /// Sent on the fast path; the request is kept in case the router has to take over.
     Fast {
         req: Request,
@@ -55,13 +96,15 @@ enum Entry {
 }
 
 pub(super) struct Inflight {
-    queue: VecDeque<Entry>,
+    queue: VecDeque<(Entry, Stamp)>,
+    /// The stamp of the request being dispatched: every entry pushed meanwhile is its.
+    stamp: Stamp,
     /// Entries pushed so far; with `line`, tells a task when its turn to send again comes.
     pushed: u64,
     line: Arc<Line>,
     tasks: FuturesOrdered<Counted>,
     /// Task outputs that came out before their turn; `tasks` yields them in queue order.
-    done: VecDeque<Reply>,
+    done: VecDeque<Answered>,
     router: Arc<Router>,
     /// Where a fast-path request the router takes over is sent again: the client's lane when it
     /// was sent, since a protocol switch waits for every earlier request to be answered.
@@ -70,12 +113,18 @@ pub(super) struct Inflight {
     budget: Arc<Budget>,
     /// Bytes of the replies in `Ready` entries (task outputs count in the budget itself).
     held: usize,
+    /// The request the last popped reply answers, when it was kept.
+    popped_req: Option<Request>,
 }
 
 impl Inflight {
     pub fn new(router: Arc<Router>, lane: Lane, budget: Arc<Budget>) -> Inflight {
         Inflight {
             queue: VecDeque::new(),
+            stamp: Stamp {
+                command: CommandId::OTHER,
+                read_at: Instant::now(),
+            },
             pushed: 0,
             line: Arc::new(Line::default()),
             tasks: FuturesOrdered::new(),
@@ -84,7 +133,13 @@ impl Inflight {
             lane,
             budget,
             held: 0,
+            popped_req: None,
         }
+    }
+
+    /// The request the reply popped last answers, if its entry kept it.
+    pub fn popped_request(&self) -> Option<&Request> {
+        self.popped_req.as_ref()
     }
 
     /// The client switched protocol; nothing is in flight (see `Session::dispatch`).
@@ -120,9 +175,20 @@ impl Inflight {
         self.queue.is_empty()
     }
 
+    /// The request about to be dispatched: what it pushes is stamped with this.
+    pub fn stamp(&mut self, stamp: Stamp) {
+        self.stamp = stamp;
+    }
+
     pub fn ready(&mut self, reply: Reply) {
         self.held += reply.bytes().len();
-        self.push(Entry::Ready(reply));
+        self.push(Entry::Ready(reply, None));
+    }
+
+    /// [`ready`](Self::ready), keeping the request it answers for SLOWLOG.
+    pub fn answer(&mut self, reply: Reply, req: Request) {
+        self.held += reply.bytes().len();
+        self.push(Entry::Ready(reply, Some(req)));
     }
 
     pub fn fast(&mut self, req: Request, started: Started) {
@@ -137,7 +203,7 @@ impl Inflight {
 
     fn push(&mut self, entry: Entry) {
         self.pushed += 1;
-        self.queue.push_back(entry);
+        self.queue.push_back((entry, self.stamp));
     }
 
     /// Polls the future once right here, before the session reads another request: whatever it
@@ -152,9 +218,10 @@ impl Inflight {
         };
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         match Pin::new(&mut future).poll(&mut cx) {
-            Poll::Ready(reply) => {
+            Poll::Ready(Answered { reply, req }) => {
                 self.budget.taken(reply.bytes().len());
-                self.ready(reply);
+                self.held += reply.bytes().len();
+                self.push(Entry::Ready(reply, req));
             }
             Poll::Pending => {
                 self.tasks.push_back(future);
@@ -163,54 +230,61 @@ impl Inflight {
         }
     }
 
-    fn pop(&mut self, reply: Reply) -> Poll<Option<Reply>> {
-        self.queue.pop_front();
+    /// Pops the head, which `reply` answers, with the request its entry or task kept.
+    #[inline]
+    fn pop(&mut self, reply: Reply, req: Option<Request>) -> Poll<Option<Popped>> {
+        let (entry, stamp) = self.queue.pop_front().expect("the head is there");
+        self.popped_req = match entry {
+            Entry::Fast { req, .. } => Some(req),
+            _ => req,
+        };
         self.line.advance();
-        Poll::Ready(Some(reply))
+        Poll::Ready(Some(Popped { reply, stamp }))
     }
 }
 
 impl Stream for Inflight {
-    type Item = Reply;
+    type Item = Popped;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Popped>> {
         let this = self.get_mut();
         // Skipping an empty set matters: polling it still registers the waker, on every reply.
         while !this.tasks.is_empty() {
             match this.tasks.poll_next_unpin(cx) {
-                Poll::Ready(Some(reply)) => this.done.push_back(reply),
+                Poll::Ready(Some(answered)) => this.done.push_back(answered),
                 _ => break,
             }
         }
         loop {
-            let Some(head) = this.queue.front_mut() else {
+            let Some((head, _)) = this.queue.front_mut() else {
                 return Poll::Ready(None);
             };
             match head {
-                Entry::Ready(_) => {
-                    let Some(Entry::Ready(reply)) = this.queue.pop_front() else {
+                Entry::Ready(..) => {
+                    let Some((Entry::Ready(reply, req), stamp)) = this.queue.pop_front() else {
                         unreachable!("the head was just matched as ready");
                     };
                     this.held -= reply.bytes().len();
+                    this.popped_req = req;
                     this.line.advance();
-                    return Poll::Ready(Some(reply));
+                    return Poll::Ready(Some(Popped { reply, stamp }));
                 }
                 Entry::Task => {
                     return match this.done.pop_front() {
-                        Some(reply) => {
+                        Some(Answered { reply, req }) => {
                             this.budget.taken(reply.bytes().len());
-                            this.pop(reply)
+                            this.pop(reply, req)
                         }
                         None => Poll::Pending,
                     }
                 }
                 Entry::Resumed(future) => {
-                    let reply = std::task::ready!(future.as_mut().poll(cx));
-                    return this.pop(reply);
+                    let Answered { reply, req } = std::task::ready!(future.as_mut().poll(cx));
+                    return this.pop(reply, req);
                 }
                 Entry::Fast { started, .. } => {
                     match std::task::ready!(started.poll_settled(cx, &this.budget)) {
-                        Ok(reply) => return this.pop(reply),
+                        Ok(reply) => return this.pop(reply, None),
                         Err(unsettled) => {
                             let Entry::Fast { req, .. } = std::mem::replace(head, Entry::Task)
                             else {
@@ -219,7 +293,9 @@ impl Stream for Inflight {
                             let (router, budget) = (this.router.clone(), this.budget.clone());
                             let lane = this.lane;
                             *head = Entry::Resumed(Box::pin(async move {
-                                router.resume(&req, unsettled, lane, Some(budget)).await
+                                let reply =
+                                    router.resume(&req, unsettled, lane, Some(budget)).await;
+                                Answered::to(reply, req)
                             }));
                         }
                     }
@@ -290,13 +366,14 @@ mod tests {
                         router
                             .execute(&req, plan, Lane::default(), turn, None)
                             .await
+                            .into()
                     }));
                 }
             }
         }
         let mut replies = Vec::new();
-        while let Some(reply) = inflight.next().await {
-            replies.push(reply);
+        while let Some(popped) = inflight.next().await {
+            replies.push(popped.reply);
         }
         assert_eq!(replies, [Reply::ok(), Reply::ok(), Reply::bulk(b"2")]);
         let order = log.lock().unwrap().clone();

@@ -31,8 +31,8 @@ pub enum After {
     Close,
     /// INFO needs the cluster's keyspace: the session answers it asynchronously.
     Info,
-    /// It is about other clients or the session's replies (CLIENT LIST, KILL, REPLY): the
-    /// session answers it.
+    /// It is about other clients, the session's replies or the proxy's slow log (CLIENT LIST,
+    /// KILL, REPLY, SLOWLOG): the session answers it.
     Session,
 }
 
@@ -80,7 +80,11 @@ pub fn answer(cmd: LocalCommand, args: &[Bytes], client: &mut ClientState) -> (R
         LocalCommand::ClientInfo
         | LocalCommand::ClientList
         | LocalCommand::ClientKill
-        | LocalCommand::ClientReply => return (Reply::ok(), After::Session),
+        | LocalCommand::ClientReply
+        | LocalCommand::SlowlogGet
+        | LocalCommand::SlowlogLen
+        | LocalCommand::SlowlogReset
+        | LocalCommand::SlowlogHelp => return (Reply::ok(), After::Session),
         // Accepted as Redis accepts them; slotgate evicts no client for memory, and its requests
         // share connections, so the nodes still touch the keys they read (see the README).
         LocalCommand::ClientNoEvict | LocalCommand::ClientNoTouch => on_off(&args[2]),

@@ -10,6 +10,7 @@ mod local;
 mod ops;
 mod pubsub_info;
 mod session;
+mod slowlog;
 mod subscription;
 mod transaction;
 
@@ -19,13 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use listener::{serve, Admission};
+pub use slowlog::SlowlogSettings;
 
 use arc_swap::ArcSwap;
 use hub::Hub;
 
 use crate::backend::BackendSettings;
 use crate::budget::OutputLimits;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WorkerRequests};
 use crate::protocol::Limits;
 use crate::route::Router;
 
@@ -39,6 +41,8 @@ pub struct SessionSettings {
     pub subscriber: Arc<BackendSettings>,
     /// Reported by INFO.
     pub port: u16,
+    /// Which requests SLOWLOG keeps, and how many.
+    pub slowlog: SlowlogSettings,
 }
 
 /// The client settings a config reload may change. A session reads them once, when its client
@@ -85,6 +89,8 @@ impl Worker {
 pub struct Frontend {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
+    /// This worker's request counts: its sessions, all on its thread, are their only writers.
+    requests: Arc<WorkerRequests>,
     pub settings: SessionSettings,
     totals: Arc<Totals>,
     /// The worker's subscribed clients and their one subscriber connection.
@@ -111,6 +117,8 @@ struct Totals {
     admission: Arc<Admission>,
     /// What a client that connects now is given.
     client: ArcSwap<ClientSettings>,
+    /// SLOWLOG's entries, one log for the whole proxy as a server has one.
+    slowlog: Arc<slowlog::Slowlog>,
 }
 
 impl Frontend {
@@ -131,10 +139,12 @@ impl Frontend {
             process: Arc::new(info::Process::new()),
             admission: Admission::new(settings.max_clients),
             client: ArcSwap::from_pointee(settings.client.clone()),
+            slowlog: Arc::new(slowlog::Slowlog::new(settings.slowlog)),
         });
         Frontend {
             hub,
             router,
+            requests: metrics.requests.worker(),
             metrics,
             settings,
             totals,
@@ -157,6 +167,7 @@ impl Frontend {
         Frontend {
             hub,
             router,
+            requests: self.metrics.requests.worker(),
             metrics: self.metrics.clone(),
             settings: self.settings.clone(),
             totals: self.totals.clone(),
@@ -205,7 +216,7 @@ impl Frontend {
             connected_clients: m.client_connections.get(),
             maxclients: self.totals.admission.limit(),
             blocked_clients: m.blocked_clients.get(),
-            total_connections: m.client_connections_total.get(),
+            total_connections: m.client_connections_accepted.get(),
             total_commands: total_commands(m),
             ops_per_sec: self.totals.ops.get(),
             rejected_connections: m.client_connections_rejected.get(),
@@ -231,5 +242,5 @@ impl Frontend {
 
 /// Every answered request is counted once, as ok or as an error.
 fn total_commands(m: &Metrics) -> u64 {
-    m.requests_ok.get() + m.requests_error.get()
+    m.requests_answered()
 }

@@ -3,8 +3,10 @@
 //! however the backends they went to race each other.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, StreamExt};
@@ -15,7 +17,7 @@ use tokio_util::codec::FramedRead;
 
 use super::client_admin;
 use super::clients::{Listed, Peer};
-use super::inflight::Inflight;
+use super::inflight::{Answered, Inflight, Popped, Stamp};
 use super::info;
 use super::local::{self, After, ClientState};
 use super::pubsub_info;
@@ -24,8 +26,10 @@ use super::transaction::Transaction;
 use super::Frontend;
 use crate::backend::Lane;
 use crate::budget::{Breach, Budget, Reading};
-use crate::command::{Action, Keys, LocalCommand, PubSubCommand, TxnCommand};
+use crate::command::{Action, CommandId, Keys, LocalCommand, PubSubCommand, TxnCommand};
+use crate::metrics::Spans;
 use crate::protocol::{Proto, ProtocolError, Reply, Request, RequestCodec};
+use crate::reads::Reads;
 use crate::route::split;
 
 /// Replies at least this big are written straight from their buffer instead of being copied into
@@ -36,15 +40,19 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
     let id = fe.totals.next_client_id.fetch_add(1, Ordering::Relaxed);
     let affinity = fe.next_affinity.fetch_add(1, Ordering::Relaxed);
     fe.metrics.client_connections.inc();
-    fe.metrics.client_connections_total.inc();
+    fe.metrics.client_connections_accepted.inc();
     let peer = Peer {
         addr: stream.peer_addr().ok(),
         laddr: stream.local_addr().ok(),
         fd: i64::from(std::os::fd::AsRawFd::as_raw_fd(&stream)),
     };
+    let peer_addr = peer.addr;
     let (rd, mut wr) = stream.into_split();
-    let mut requests =
-        FramedRead::with_capacity(rd, RequestCodec::new(fe.settings.limits), 16 * 1024);
+    let mut requests = FramedRead::with_capacity(
+        Reads::new(rd),
+        RequestCodec::new(fe.settings.limits),
+        16 * 1024,
+    );
     let given = fe.client_settings();
     let output = Arc::new(Budget::new(given.output));
     let mut session = Session {
@@ -76,7 +84,10 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         quit: false,
         txn: None,
         subs: None,
-        answered: (0, 0),
+        read_at: Instant::now(),
+        slow_ns: fe.settings.slowlog.threshold_ns(),
+        peer: peer_addr,
+        spans: Spans::new(),
     };
     let mut out = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = given.max_pipeline;
@@ -107,11 +118,11 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                 session.cut_off(breach);
                 break;
             }
-            Some(reply) = session.inflight.next(), if !session.inflight.is_empty() => {
+            Some(popped) = session.inflight.next(), if !session.inflight.is_empty() => {
                 // A client that does not read can leave this write pending for ever: its limits
                 // are watched meanwhile.
                 let written = tokio::select! {
-                    written = session.write_replies(reply, &mut wr, &mut out) => written.is_ok(),
+                    written = session.write_replies(popped, &mut wr, &mut out) => written.is_ok(),
                     breach = budget.breached() => {
                         session.cut_off(breach);
                         false
@@ -157,6 +168,10 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
                 if let (Some(Ok(_)), Some(d)) = (&next, idle) {
                     idle_sleep.as_mut().reset(tokio::time::Instant::now() + d);
                 }
+                // One clock read per socket read: the requests it completed arrived together.
+                if requests.get_mut().take_fresh() {
+                    session.read_at = Instant::now();
+                }
                 if session.read(next) == Gone::Cancel {
                     break;
                 }
@@ -166,7 +181,9 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
             else => break,
         }
     }
-    session.publish_counts();
+    let unanswered =
+        session.inflight.len() + session.parked.len() + usize::from(session.late_error.is_some());
+    session.fe.requests.dropped(unanswered);
     let _ = wr.shutdown().await;
     fe.metrics.client_connections.dec();
 }
@@ -201,7 +218,7 @@ enum Next {
 /// kill or the drain wakes the session, and only the branches polled then can see it, so the
 /// read looks (one load).
 async fn next_request(
-    requests: &mut FramedRead<OwnedReadHalf, RequestCodec>,
+    requests: &mut FramedRead<Reads<OwnedReadHalf>, RequestCodec>,
     budget: &Budget,
 ) -> Next {
     std::future::poll_fn(|cx| match budget.reading() {
@@ -279,8 +296,9 @@ struct Session {
     /// The router's disruption count when the oldest request in flight was dispatched.
     disruptions: u64,
     /// Requests read after a disruption or behind a blocking command, waiting for everything
-    /// before them to be answered. Bounded with the in-flight requests by `max_pipeline`.
-    parked: VecDeque<Request>,
+    /// before them to be answered, with when they were read. Bounded with the in-flight requests
+    /// by `max_pipeline`.
+    parked: VecDeque<(Request, Instant)>,
     /// A request is in flight that nothing after it may overtake: a blocking command (Redis runs
     /// nothing after it until it is answered), or a WATCH or EXEC, which reach their node over a
     /// connection of their own and could otherwise be overtaken on the shared one.
@@ -291,8 +309,8 @@ struct Session {
     /// QUIT was answered: nothing after it runs.
     quit: bool,
     /// The protocol error that ended the client's input, answered after the parked requests
-    /// read before it.
-    late_error: Option<Reply>,
+    /// read before it; and when it was read.
+    late_error: Option<(Reply, Instant)>,
     /// WATCH, MULTI and their reserved connection; dropped with the session, closing it.
     txn: Option<Transaction>,
     /// Channels and patterns, and the client's place in the worker's hub; dropped with the
@@ -300,8 +318,14 @@ struct Session {
     subs: Option<Subscription>,
     /// Which backend connection (and, for keyless commands, which master) this client uses.
     affinity: usize,
-    /// Replies (ok, error) gathered for the batch being written, not yet in the metrics.
-    answered: (u64, u64),
+    /// When the socket read that completed the latest request happened.
+    read_at: Instant,
+    /// A request at least this many nanoseconds slow goes into SLOWLOG (`u64::MAX`: none).
+    slow_ns: u64,
+    /// The client's address, for SLOWLOG.
+    peer: Option<SocketAddr>,
+    /// The last request time measured: a batch's replies mostly share it.
+    spans: Spans,
 }
 
 impl Session {
@@ -309,20 +333,22 @@ impl Session {
     /// parked request if nothing is in flight any more.
     async fn write_replies(
         &mut self,
-        first: Reply,
+        first: Popped,
         wr: &mut OwnedWriteHalf,
         out: &mut BytesMut,
     ) -> std::io::Result<()> {
+        // One clock read per batch: every reply in it is queued to be written now.
+        let mut now = Instant::now();
         let mut next = Some(first);
-        while let Some(reply) = next {
-            self.count(&reply);
+        while let Some(popped) = next {
+            self.count(&popped, now);
             if !self.silent.is_empty() && self.silent.front() == Some(&self.inflight.last_popped())
             {
                 self.silent.pop_front();
                 next = self.inflight.next().now_or_never().flatten();
                 continue;
             }
-            let bytes = reply.bytes();
+            let bytes = popped.reply.bytes();
             if bytes.len() < DIRECT_WRITE {
                 out.extend_from_slice(bytes);
             } else {
@@ -333,10 +359,10 @@ impl Session {
                     out.clear();
                 }
                 wr.write_all(bytes).await?;
+                now = Instant::now();
             }
             next = self.inflight.next().now_or_never().flatten();
         }
-        self.publish_counts();
         self.hold(out.len());
         if !out.is_empty() {
             wr.write_all(out).await?;
@@ -396,9 +422,8 @@ impl Session {
         let sharded = matches!(cmd, PubSubCommand::SSubscribe | PubSubCommand::SUnsubscribe);
         if sharded && split::one_slot(args, Keys::range(1, args.len(), 1)).is_err() {
             // As Redis Cluster: the shard channels of one command share a slot.
-            self.ready(Reply::error_line(
-                "CROSSSLOT Keys in request don't hash to the same slot",
-            ));
+            let reply = Reply::error_line("CROSSSLOT Keys in request don't hash to the same slot");
+            self.inflight.answer(reply, req);
             return;
         }
         let subs = self.subs.get_or_insert_with(|| {
@@ -411,12 +436,12 @@ impl Session {
         }
         let active = subs.active();
         match change.added.is_empty() {
-            true => self.ready(change.reply),
+            true => self.inflight.answer(change.reply, req),
             false => {
                 let (kind, added, reply) = (change.kind, change.added, change.reply);
                 self.inflight.task(Box::pin(async move {
                     hub.subscribe(id, kind, added).await;
-                    reply
+                    Answered::to(reply, req)
                 }));
             }
         }
@@ -455,18 +480,27 @@ impl Session {
     fn dispatch_parked(&mut self) {
         while !self.barrier && self.in_step() {
             let Some(req) = self.parked.pop_front() else {
-                if let Some(error) = self.late_error.take() {
+                if let Some((error, read_at)) = self.late_error.take() {
+                    self.stamp(CommandId::OTHER, read_at);
                     self.ready(error);
                 }
                 return;
             };
-            self.dispatch(req);
+            self.dispatch(req.0, req.1);
             if self.quit {
+                // Read, and never to be answered.
+                let dropped = self.parked.len() + usize::from(self.late_error.is_some());
+                self.fe.requests.dropped(dropped);
                 self.parked.clear();
                 self.late_error = None;
                 return;
             }
         }
+    }
+
+    /// What is pushed until the next stamp answers a request of `command` read at `read_at`.
+    fn stamp(&mut self, command: CommandId, read_at: Instant) {
+        self.inflight.stamp(Stamp { command, read_at });
     }
 
     fn is_blocking(&self, req: &Request) -> bool {
@@ -479,17 +513,19 @@ impl Session {
         match next {
             // Checked here, not in the select branch's condition: select! evaluates that once,
             // and a disruption may come while the branch waits for the client.
-            Some(Ok(req)) => match self.parked.is_empty() && !self.barrier && self.in_step() {
-                true => {
-                    self.listed.touch();
-                    self.dispatch(req)
+            Some(Ok(req)) => {
+                self.fe
+                    .requests
+                    .read(self.inflight.len() + self.parked.len());
+                self.listed.touch();
+                match self.parked.is_empty() && !self.barrier && self.in_step() {
+                    true => self.dispatch(req, self.read_at),
+                    false => {
+                        self.blocking |= self.is_blocking(&req);
+                        self.parked.push_back((req, self.read_at));
+                    }
                 }
-                false => {
-                    self.listed.touch();
-                    self.blocking |= self.is_blocking(&req);
-                    self.parked.push_back(req);
-                }
-            },
+            }
             Some(Err(ProtocolError::Io(_))) | None => {
                 self.reading = false;
                 // As Redis does for a blocked client that leaves: cancel, pop nothing (also for
@@ -502,10 +538,17 @@ impl Session {
                 // As Redis does: answer what came before, report the error, close.
                 self.fe.metrics.protocol_errors_total.inc();
                 tracing::debug!(client = self.client.id, error = %e, "protocol error");
+                // Answered in place of a request, and counted as one.
+                self.fe
+                    .requests
+                    .read(self.inflight.len() + self.parked.len());
                 let error = Reply::error_line(&format!("ERR {e}"));
                 match self.parked.is_empty() {
-                    true => self.ready(error),
-                    false => self.late_error = Some(error),
+                    true => {
+                        self.stamp(CommandId::OTHER, self.read_at);
+                        self.ready(error)
+                    }
+                    false => self.late_error = Some((error, self.read_at)),
                 }
                 self.reading = false;
             }
@@ -517,23 +560,34 @@ impl Session {
         self.inflight.ready(reply);
     }
 
-    /// Counted here and published once per written batch: the shared counters are touched by
-    /// every worker's thread, and one update per pipelined batch keeps them off the request path.
-    fn count(&mut self, reply: &Reply) {
-        match reply.error() {
-            Some(_) => self.answered.1 += 1,
-            None => self.answered.0 += 1,
+    /// Counts a reply about to be written at `now`, in this worker's own cells (plain stores,
+    /// no lock), and puts its request in SLOWLOG if it was slow: one comparison for the others.
+    #[inline]
+    fn count(&mut self, popped: &Popped, now: Instant) {
+        let took = self.spans.measure(popped.stamp.read_at, now);
+        let error = popped.reply.error().is_some();
+        self.fe.requests.answered(popped.stamp.command, error, took);
+        if took.ns >= self.slow_ns {
+            self.slow(popped, Duration::from_nanos(took.ns));
         }
     }
 
-    fn publish_counts(&mut self) {
-        let (ok, error) = std::mem::take(&mut self.answered);
-        if ok > 0 {
-            self.fe.metrics.requests_ok.inc_by(ok);
-        }
-        if error > 0 {
-            self.fe.metrics.requests_error.inc_by(error);
-        }
+    /// Logs a slow request: its own words when the queue kept it, else its command's name. A
+    /// protocol error, which answers no request, is not logged.
+    #[cold]
+    fn slow(&self, popped: &Popped, took: Duration) {
+        let command = popped.stamp.command;
+        let named;
+        let args = match self.inflight.popped_request() {
+            Some(req) => req.args(),
+            None if command == CommandId::OTHER => return,
+            None => {
+                named = [bytes::Bytes::from_static(command.label().as_bytes())];
+                &named[..]
+            }
+        };
+        let slowlog = &self.fe.totals.slowlog;
+        slowlog.record(args, took, self.peer, self.client.name.as_ref());
     }
 
     /// Whether a new request may be sent now without overtaking an earlier one. After a
@@ -547,10 +601,10 @@ impl Session {
         self.inflight.is_empty() || self.fe.router.disruptions() == self.disruptions
     }
 
-    /// Dispatches `req`, withholding its reply if CLIENT REPLY says so.
-    fn dispatch(&mut self, req: Request) {
+    /// Dispatches `req`, read at `read_at`, withholding its reply if CLIENT REPLY says so.
+    fn dispatch(&mut self, req: Request, read_at: Instant) {
         let (seq, replies) = (self.inflight.pushed(), self.replies);
-        self.dispatch_one(req);
+        self.dispatch_one(req, read_at);
         if replies == Replies::On && !self.reply_command {
             return;
         }
@@ -573,11 +627,12 @@ impl Session {
         }
     }
 
-    fn dispatch_one(&mut self, req: Request) {
+    fn dispatch_one(&mut self, req: Request, read_at: Instant) {
         if self.inflight.is_empty() {
             self.disruptions = self.fe.router.disruptions();
         }
         let plan = self.fe.router.classify(&req);
+        self.stamp(plan.command, read_at);
         if let Some(txn) = self.txn.as_mut().filter(|t| t.in_multi()) {
             if !runs_now_in_multi(plan.action) {
                 let reply = txn.queue(req, plan);
@@ -590,12 +645,14 @@ impl Session {
         let subscribed = self.subs.as_ref().is_some_and(Subscription::active)
             && self.client.proto == Proto::Resp2;
         if subscribed && !allowed_subscribed(plan.action) {
-            self.ready(subscription::not_allowed(req.name()));
+            self.inflight
+                .answer(subscription::not_allowed(req.name()), req);
             return;
         }
         match plan.action {
             Action::Local(LocalCommand::Ping) if subscribed => {
-                self.ready(subscription::pong(req.args().get(1)));
+                self.inflight
+                    .answer(subscription::pong(req.args().get(1)), req);
             }
             Action::Local(
                 LocalCommand::Hello
@@ -607,7 +664,7 @@ impl Session {
                 // connections the client's later requests take; those must not overtake the
                 // earlier ones on the old connections. So they wait, and everything after them,
                 // until all is answered.
-                self.parked.push_front(req);
+                self.parked.push_front((req, read_at));
                 self.barrier = true;
             }
             Action::PubSub(cmd) => self.pubsub(cmd, req),
@@ -615,7 +672,9 @@ impl Session {
                 let fe = self.fe.clone();
                 self.inflight.task(Box::pin(async move {
                     let limits = fe.settings.limits;
-                    pubsub_info::answer(&fe.router, &fe.hubs(), query, &req, &limits).await
+                    let reply =
+                        pubsub_info::answer(&fe.router, &fe.hubs(), query, &req, &limits).await;
+                    Answered::to(reply, req)
                 }));
             }
             Action::Local(cmd) => {
@@ -637,20 +696,21 @@ impl Session {
                     self.show_client();
                 }
                 match answered {
-                    (reply, After::Continue) => self.ready(reply),
-                    (_, After::Session) => self.client_command(cmd, &req),
+                    (reply, After::Continue) => self.inflight.answer(reply, req),
+                    (_, After::Session) => self.client_command(cmd, req),
                     (reply, After::Close) => {
-                        self.ready(reply);
+                        self.inflight.answer(reply, req);
                         self.reading = false;
                         self.quit = true;
                     }
-                    (_, After::Info) => self.info(&req),
+                    (_, After::Info) => self.info(req),
                 }
             }
             Action::Transaction(cmd) => self.transaction(cmd, req),
             Action::Reject(kind) => {
                 self.fe.metrics.error(kind.label());
-                self.ready(Reply::error_line(&kind.rejection(&req).to_string()));
+                let reply = Reply::error_line(&kind.rejection(&req).to_string());
+                self.inflight.answer(reply, req);
             }
             _ => {
                 let lane = self.lane();
@@ -675,27 +735,42 @@ impl Session {
                 let turn = self.inflight.next_turn();
                 let budget = Some(budget.clone());
                 self.inflight.task(Box::pin(async move {
-                    router.execute(&req, plan, lane, turn, budget).await
+                    let reply = router.execute(&req, plan, lane, turn, budget).await;
+                    Answered::to(reply, req)
                 }));
             }
         }
     }
 
-    /// CLIENT INFO, LIST, KILL and REPLY.
-    fn client_command(&mut self, cmd: LocalCommand, req: &Request) {
+    /// CLIENT INFO, LIST, KILL and REPLY, and SLOWLOG.
+    fn client_command(&mut self, cmd: LocalCommand, req: Request) {
         let registry = self.listed.registry().clone();
         match cmd {
             LocalCommand::ClientInfo => {
                 let line = registry.line(self.listed.entry());
-                self.ready(Reply::text(self.client.proto, line.as_bytes()));
+                self.inflight
+                    .answer(Reply::text(self.client.proto, line.as_bytes()), req);
             }
             LocalCommand::ClientList => {
                 let reply = client_admin::list(req.args(), &registry, self.client.proto);
-                self.ready(reply);
+                self.inflight.answer(reply, req);
             }
+            LocalCommand::SlowlogGet => {
+                let reply = self.fe.totals.slowlog.get(req.args());
+                self.inflight.answer(reply, req);
+            }
+            LocalCommand::SlowlogLen => {
+                let len = self.fe.totals.slowlog.len();
+                self.inflight.answer(Reply::integer_reply(len as i64), req);
+            }
+            LocalCommand::SlowlogReset => {
+                self.fe.totals.slowlog.reset();
+                self.inflight.answer(Reply::ok(), req);
+            }
+            LocalCommand::SlowlogHelp => self.inflight.answer(super::slowlog::help(), req),
             LocalCommand::ClientKill => {
                 let killed = client_admin::kill(req.args(), &registry, self.client.id);
-                self.ready(killed.reply);
+                self.inflight.answer(killed.reply, req);
                 if killed.me {
                     // As Redis does: the reply goes out, then the connection closes.
                     self.reading = false;
@@ -711,7 +786,7 @@ impl Session {
                 };
                 self.reply_command = reply.error().is_none();
                 self.replies = mode;
-                self.ready(reply);
+                self.inflight.answer(reply, req);
             }
         }
     }
@@ -760,9 +835,10 @@ impl Session {
                     Err(reply) => self.ready(reply),
                     Ok(exec) => {
                         self.inflight.task(Box::pin(async move {
-                            router
+                            let reply = router
                                 .exec(exec.slot, exec.queued, &exec.reserved, proto, turn)
-                                .await
+                                .await;
+                            Answered::to(reply, req)
                         }));
                         self.barrier = true;
                     }
@@ -787,7 +863,8 @@ impl Session {
                     Ok(slot) => {
                         let reserved = txn.reserved.clone();
                         self.inflight.task(Box::pin(async move {
-                            router.watch(slot, &req, &reserved, proto, turn).await
+                            let reply = router.watch(slot, &req, &reserved, proto, turn).await;
+                            Answered::to(reply, req)
                         }));
                         self.barrier = true;
                     }
@@ -802,13 +879,13 @@ impl Session {
         }
     }
 
-    fn info(&mut self, req: &Request) {
+    fn info(&mut self, req: Request) {
         let fe = self.fe.clone();
         let stats = fe.stats();
         let lane = self.lane();
-        let req = req.clone();
         self.inflight.task(Box::pin(async move {
-            info::answer(&fe.router, &fe.settings.limits, &req, stats, lane).await
+            let reply = info::answer(&fe.router, &fe.settings.limits, &req, stats, lane).await;
+            Answered::to(reply, req)
         }));
     }
 }

@@ -365,7 +365,10 @@ mod tests {
     #[tokio::test]
     async fn metrics_serves_the_registry_as_text() {
         let server = Server::start(true).await;
-        server.metrics.requests_ok.inc_by(7);
+        let worker = server.metrics.requests.worker();
+        (0..7).for_each(|_| {
+            worker.answered(crate::command::CommandId::OTHER, false, Default::default())
+        });
         server.metrics.redirections_moved.inc();
         let reply = request(server.addr, "GET", "/metrics").await;
         assert_eq!(reply.status, 200);
@@ -377,7 +380,7 @@ mod tests {
             reply.head
         );
         let lines: Vec<&str> = reply.body.lines().collect();
-        assert!(lines.contains(&"slotgate_requests_total{result=\"ok\"} 7"));
+        assert!(lines.contains(&"slotgate_requests_total{command=\"other\",result=\"ok\"} 7"));
         assert!(lines.contains(&"slotgate_redirections_total{kind=\"moved\"} 1"));
         assert!(lines.contains(&"# TYPE slotgate_client_connections gauge"));
         server.shutdown().await;

@@ -11,7 +11,7 @@ use super::error::RouteError;
 use super::merge::{self, FirstValue};
 use super::router::{Delivery, Router};
 use crate::backend::{Lane, Node};
-use crate::cluster::Slot;
+use crate::cluster::{Slot, Trigger};
 use crate::command::FanOut;
 use crate::protocol::{encode_command, Reply, Request};
 
@@ -55,7 +55,7 @@ impl Router {
         let table = self.table.load_full();
         let masters = table.serving_masters();
         if masters.is_empty() {
-            self.trigger.request();
+            self.trigger.request(Trigger::Unserved);
             return Err(RouteError::NoMasters);
         }
         let start = fastrand::usize(..masters.len());
@@ -78,7 +78,7 @@ impl Router {
         loop {
             match self.scan_once(args, asked, how).await {
                 Err(e) if waits_for_a_new_map(&e) => {
-                    self.trigger.request();
+                    self.trigger.request(Trigger::Unserved);
                     if !self.keep_holding(&mut held_since).await {
                         return Err(e);
                     }

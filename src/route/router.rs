@@ -18,7 +18,7 @@ use super::split::{self, Split};
 use super::table::RouteTable;
 use crate::backend::{BackendError, Lane, Node, Pool, Purpose};
 use crate::budget::Budget;
-use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology};
+use crate::cluster::{NodeAddr, RefreshTrigger, Slot, Topology, Trigger};
 use crate::command::{Action, CommandTable, Keys, Plan, SplitKind};
 use crate::metrics::Metrics;
 use crate::order::{Disruptions, Turn};
@@ -153,13 +153,18 @@ impl Router {
         self.answer(result)
     }
 
-    /// The client's reply for a routing outcome; an error of slotgate's own is counted by kind.
+    /// The client's reply for a routing outcome; an error of slotgate's own is counted by kind,
+    /// and a request given up after too many redirections once more as such. Here, and not in
+    /// the redirection loop, so that the loop every request runs stays as small as it was.
     pub(super) fn answer(&self, result: Result<Reply, RouteError>) -> Reply {
         match result {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!(error = %e, kind = e.kind(), "request failed");
                 self.metrics.error(e.kind());
+                if let RouteError::TooManyRedirects { .. } = e {
+                    self.metrics.redirect_giveups.inc();
+                }
                 e.to_reply()
             }
         }
@@ -203,7 +208,7 @@ impl Router {
             let table = self.table.load();
             let masters = table.serving_masters();
             if masters.is_empty() {
-                self.trigger.request();
+                self.trigger.request(Trigger::Unserved);
                 return Err(RouteError::NoMasters);
             }
             masters[how.lane.affinity % masters.len()].clone()
@@ -233,7 +238,7 @@ impl Router {
         let table = self.table.load_full();
         let masters = table.serving_masters();
         if masters.is_empty() {
-            self.trigger.request();
+            self.trigger.request(Trigger::Unserved);
             return vec![Err(RouteError::NoMasters)];
         }
         join_all(masters.iter().map(|n| async {
@@ -351,7 +356,7 @@ impl Router {
             match next {
                 Next::Done(result) => return result,
                 Next::Hold { otherwise } => {
-                    self.trigger.request();
+                    self.trigger.request(Trigger::Unserved);
                     if !self.keep_holding(&mut held_since).await {
                         return otherwise;
                     }
@@ -373,7 +378,7 @@ impl Router {
                 Next::TryAgain(backoff) => {
                     self.disruptions.disrupted();
                     // Keys of one slot are split across two nodes mid-migration; let it move on.
-                    self.trigger.request();
+                    self.trigger.request(Trigger::Moved);
                     tokio::time::sleep(backoff).await;
                 }
             }
@@ -454,7 +459,7 @@ impl Router {
         match sent {
             Ok(reply) => follow.after_reply(reply, node.addr()),
             Err(e) => {
-                self.trigger.request();
+                self.trigger.request(Trigger::Failure);
                 follow.after_error(e)
             }
         }
@@ -491,6 +496,7 @@ impl Router {
     pub(super) fn apply_moved(&self, slot: Slot, addr: &NodeAddr) {
         if !self.table.load().already_routes(slot, addr) {
             self.disruptions.disrupted();
+            self.metrics.slot_moved();
             self.table.rcu(|cur| {
                 if cur.already_routes(slot, addr) {
                     return Arc::clone(cur);
@@ -502,7 +508,7 @@ impl Router {
                 ))
             });
         }
-        self.trigger.request();
+        self.trigger.request(Trigger::Moved);
     }
 
     /// Serves `next` from now on, unless it is what this router already serves (another shard's

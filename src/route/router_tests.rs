@@ -71,7 +71,8 @@ async fn ask_sends_asking_first_and_leaves_the_map_alone() {
 async fn a_redirect_loop_ends_at_the_limit() {
     let slot = Slot::for_key(b"k").get();
     let (a, _) = fake_node(always(&b"-TRYAGAIN later\r\n"[..])).await;
-    let router = router(Arc::new(Metrics::new()));
+    let metrics = Arc::new(Metrics::new());
+    let router = router(metrics.clone());
     router.install(&all_slots_at(&a));
     let reply = run(&router, &["GET", "k"]).await;
     assert_eq!(
@@ -80,6 +81,7 @@ async fn a_redirect_loop_ends_at_the_limit() {
             "ERR slotgate: too many redirections for slot {slot} (limit 5)"
         ))
     );
+    assert_eq!(metrics.redirect_giveups.get(), 1);
 }
 
 /// The node reads the command and closes the connection before answering: the command may have

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use super::router::Router;
 use super::status::{self, ChangeLog, Status};
-use crate::cluster::{Topology, TopologySink};
+use crate::cluster::{Topology, TopologySink, Trigger};
 use crate::command::CommandTable;
-use crate::metrics::{node_totals, Metrics};
+use crate::metrics::{node_totals, Metrics, SlotMapSummary};
 
 pub struct Routers {
     routers: Vec<Arc<Router>>,
@@ -69,10 +69,16 @@ impl TopologySink for Routers {
         self.routers[0].topology()
     }
 
-    fn install(&self, next: Topology) {
-        self.changes.record(&self.current(), &next);
+    fn install(&self, next: Topology, changed: bool) {
+        if changed {
+            self.changes.record(&self.current(), &next);
+        }
         for r in &self.routers {
             r.install(&next);
+        }
+        if changed {
+            self.metrics
+                .slot_map_changed(summary(&next), next.serving_shards().count());
         }
     }
 
@@ -81,14 +87,24 @@ impl TopologySink for Routers {
     }
 
     fn disagreed(&self, slots: usize) {
-        self.metrics.topology_disagreements.inc_by(slots as u64);
+        self.metrics.topology_disagreed(slots);
     }
 
-    fn refreshed(&self, ok: bool) {
-        if ok {
-            self.metrics.topology_refreshes_ok.inc();
-        } else {
-            self.metrics.topology_refreshes_error.inc();
-        }
+    fn refreshed(&self, trigger: Trigger, ok: bool, asked: usize) {
+        self.metrics.topology_refreshed(trigger.label(), ok, asked);
+    }
+}
+
+/// What the metrics show of a slot map.
+fn summary(t: &Topology) -> SlotMapSummary {
+    let shards = t.shards();
+    let masters = shards.iter().map(|s| (s.master.to_string(), "master"));
+    let replicas = shards
+        .iter()
+        .flat_map(|s| s.replicas.iter().map(|r| (r.to_string(), "replica")));
+    SlotMapSummary {
+        epoch: shards.iter().map(|s| s.epoch).max().unwrap_or(0),
+        covered: t.covered_slots(),
+        roles: masters.chain(replicas).collect(),
     }
 }

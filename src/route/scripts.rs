@@ -12,6 +12,7 @@ use super::merge::{same, PartResult};
 use super::router::{Delivery, Router};
 use super::script_merge::{all_have, function_stats, kill};
 use crate::backend::{Lane, Node, Purpose};
+use crate::cluster::Trigger;
 use crate::command::FanOut;
 use crate::protocol::{Frame, Limits, Proto, Reply, Request};
 
@@ -81,7 +82,7 @@ impl Router {
         let table = self.table.load_full();
         let masters = table.serving_masters();
         if masters.is_empty() {
-            self.trigger.request();
+            self.trigger.request(Trigger::Unserved);
             return vec![Err(RouteError::NoMasters)];
         }
         let dedicate = self.pool.dedicate();

@@ -14,7 +14,7 @@ use futures_util::future::try_join_all;
 use super::error::RouteError;
 use super::router::Router;
 use crate::backend::Purpose;
-use crate::cluster::NodeAddr;
+use crate::cluster::{NodeAddr, Trigger};
 use crate::protocol::{Proto, Reply, Request};
 
 /// The smallest write Redis propagates that leaves the keyspace as it was: its connection's
@@ -28,7 +28,7 @@ impl Router {
     pub(super) async fn wait(&self, req: &Request) -> Result<Reply, RouteError> {
         let tags = self.topology().tag_per_master();
         if tags.is_empty() {
-            self.trigger.request();
+            self.trigger.request(Trigger::Unserved);
             return Err(RouteError::NoMasters);
         }
         let wait = req.to_resp();

@@ -13,6 +13,7 @@ mod keyspace;
 mod local;
 mod migration;
 mod multikey;
+mod observability;
 mod pipeline;
 mod pubsub;
 mod raw;

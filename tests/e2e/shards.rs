@@ -21,13 +21,6 @@ fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
         .unwrap()
 }
 
-fn metric(proxy: &Proxy, name: &str) -> Option<f64> {
-    let (_, body) = proxy.http_get("/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn clients_on_different_shards_act_as_one_server() {
     let env = env();
@@ -75,8 +68,8 @@ fn clients_on_different_shards_act_as_one_server() {
     // One connection per master for each of the three shards.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let open = metric(&proxy, "slotgate_backend_connections");
-        if open == Some(9.0) {
+        let open = proxy.scrape().sum("slotgate_backend_connections", &[]);
+        if open == 9.0 {
             break;
         }
         assert!(
