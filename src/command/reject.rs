@@ -81,11 +81,6 @@ impl Reason {
         }
     }
 
-    /// Features that are planned read "not supported by slotgate yet"; the others are refusals by design.
-    fn planned(self) -> bool {
-        false
-    }
-
     /// A stable label for metrics (never the error text).
     pub fn label(self) -> &'static str {
         match self {
@@ -227,7 +222,7 @@ pub enum Rejection {
         container: String,
         subcommand: String,
     },
-    #[error("ERR '{command}' is not supported by slotgate{} ({})", if reason.planned() { " yet" } else { "" }, reason.text())]
+    #[error("ERR '{command}' is not supported by slotgate ({})", reason.text())]
     Unsupported { command: String, reason: Reason },
     #[error("ERR at least 1 input key is needed for '{command}' command")]
     NoInputKey { command: String },
