@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::protocol::Reply;
+use crate::protocol::{Frame, Reply};
 
 /// Arguments kept at most per entry, the last one saying how many more there were (Redis'
 /// `SLOWLOG_ENTRY_MAX_ARGC`).
@@ -133,23 +133,23 @@ impl Slowlog {
             }
         };
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let shown = entries.len().min(count);
-        let mut out = BytesMut::new();
-        array(&mut out, shown);
-        for e in entries.iter().take(shown) {
-            array(&mut out, 6);
-            integer(&mut out, e.id);
-            integer(&mut out, e.unix_secs);
-            integer(&mut out, e.micros);
-            array(&mut out, e.args.len());
-            for a in &e.args {
-                bulk(&mut out, a);
-            }
-            bulk(&mut out, e.addr.as_bytes());
-            bulk(&mut out, &e.name);
-        }
+        let int = |n: u64| Frame::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+        let shown = entries
+            .iter()
+            .take(count)
+            .map(|e| {
+                Frame::Array(vec![
+                    int(e.id),
+                    int(e.unix_secs),
+                    int(e.micros),
+                    Frame::Array(e.args.iter().cloned().map(Frame::Bulk).collect()),
+                    Frame::Bulk(Bytes::from(e.addr.clone())),
+                    Frame::Bulk(e.name.clone()),
+                ])
+            })
+            .collect();
         drop(entries);
-        Reply(out.freeze())
+        Reply::from(&Frame::Array(shown))
     }
 }
 
@@ -169,14 +169,11 @@ pub fn help() -> Reply {
         "HELP",
         "    Prints this help.",
     ];
-    let mut out = BytesMut::new();
-    array(&mut out, LINES.len());
-    for line in LINES {
-        out.put_slice(b"+");
-        out.put_slice(line.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    Reply(out.freeze())
+    let lines = LINES
+        .iter()
+        .map(|l| Frame::Simple(Bytes::from_static(l.as_bytes())))
+        .collect();
+    Reply::from(&Frame::Array(lines))
 }
 
 /// The arguments an entry keeps, as Redis keeps them: at most [`MAX_ARGS`], the last saying how
@@ -251,30 +248,11 @@ fn redacted(args: &[Bytes]) -> Vec<usize> {
     out
 }
 
-fn array(out: &mut BytesMut, n: usize) {
-    out.put_slice(format!("*{n}\r\n").as_bytes());
-}
-
-fn integer(out: &mut BytesMut, n: u64) {
-    out.put_slice(format!(":{n}\r\n").as_bytes());
-}
-
-fn bulk(out: &mut BytesMut, b: &[u8]) {
-    out.put_slice(format!("${}\r\n", b.len()).as_bytes());
-    out.put_slice(b);
-    out.put_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::protocol::test_args as args;
 
     fn log(max_len: usize) -> Slowlog {
         Slowlog::new(SlowlogSettings {
