@@ -10,23 +10,9 @@ for browser in chromium chromium-browser; do
     fi
 done
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-chromium: chromium missing and apt-get not available; install Chromium yourself." >&2
-    exit 1
-fi
-
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-else
-    echo "install-chromium: not root and no sudo; cannot install chromium." >&2
-    exit 1
-fi
-
-echo "install-chromium: installing chromium with apt-get"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+apt_install install-chromium chromium
 
 if ! command -v chromium >/dev/null 2>&1; then
     echo "install-chromium: apt-get finished but chromium is still not on PATH." >&2

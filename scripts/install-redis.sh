@@ -27,24 +27,11 @@ if have_redis; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-redis: redis-server/redis-cli missing and apt-get not available;" >&2
-    echo "install-redis: install Redis 7+ yourself (e.g. 'brew install redis' on macOS)." >&2
-    exit 1
-fi
-
-if [ "$(id -u)" -eq 0 ]; then
-    SUDO=""
-elif command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-else
-    echo "install-redis: not root and no sudo; cannot install redis-server redis-tools." >&2
-    exit 1
-fi
-
-echo "install-redis: installing redis-server and redis-tools with apt-get"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server redis-tools
+# shellcheck source=lib/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+# On macOS: 'brew install redis'.
+apt_install install-redis redis-server redis-tools
 
 # The Debian package may start its own redis-server on 6379. Nothing here uses it (tests start
 # their own nodes), so stop it rather than let it take CPU and memory; it was not running before,
