@@ -282,6 +282,10 @@ fn own() -> MutexGuard<'static, Own> {
 #[test]
 fn flushall_and_flushdb_empty_every_master() {
     let own = own();
+    // The other tests on this cluster leave keys behind; empty it without the command under test.
+    for &master in &own.cluster.masters() {
+        own.cluster.cli(master, &["FLUSHALL"]);
+    }
     let mut c = own.proxy.client();
     let keys = spread_keys(&own.cluster, "ks:flush", 60);
     for command in [
