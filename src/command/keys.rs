@@ -61,6 +61,13 @@ impl Keys {
             .chain((self.start..self.end).step_by(self.step))
     }
 
+    /// The position of the only key, when there is exactly one: most requests, which then skip
+    /// the general iterator.
+    #[inline]
+    pub fn only(&self) -> Option<usize> {
+        (self.extra == 0 && self.end == self.start + 1).then_some(self.start)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.extra == 0 && self.start >= self.end
     }
@@ -345,6 +352,24 @@ mod tests {
             v.sort_unstable();
             v
         })
+    }
+
+    #[test]
+    fn only_names_a_lone_key_and_nothing_else() {
+        assert_eq!(Keys::single(1).only(), Some(1));
+        assert_eq!(Keys::range(2, 3, 5).only(), Some(2));
+        for several in [
+            Keys::NONE,
+            Keys::range(1, 3, 1),
+            Keys::range(1, 4, 2),
+            Keys::single(2).with_extra(1),
+            Keys::NONE.with_extra(1),
+        ] {
+            assert_eq!(several.only(), None, "{several:?}");
+        }
+        for k in [Keys::single(4), Keys::range(2, 3, 5)] {
+            assert_eq!(k.iter().collect::<Vec<_>>(), vec![k.only().unwrap()]);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! depend on the arguments are in `keys.rs`; commands the table lacks can be learned from a backend
 //! (`learn.rs`).
 
+mod index;
 mod keys;
 mod learn;
 mod local;

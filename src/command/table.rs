@@ -5,6 +5,9 @@
 //! Arities and fixed key ranges are Redis 7.0's own (`COMMAND`); a test compares every entry with a
 //! capture of a real 7.0 server, so a typo here fails the build's tests.
 
+use std::sync::Arc;
+
+use super::index::NameIndex;
 use super::keys::{KeySpec, NumkeysRule};
 use super::local::LocalCommand;
 use super::reject::{Reason, RejectKind};
@@ -94,11 +97,13 @@ pub(crate) struct Learned {
 }
 
 /// Builtin entries plus learned ones, each set kept sorted by name so lookup is a binary search with
-/// a case-insensitive comparison: no allocation and no length limit on the hot path. A clone copies
-/// two index vectors and the learned entries: build a new table off the hot path, swap it in whole.
+/// a case-insensitive comparison: no allocation and no length limit on the hot path. The builtin
+/// top-level names, which every request looks up, also have a hash index. A clone copies two index
+/// vectors and the learned entries: build a new table off the hot path, swap it in whole.
 #[derive(Clone, Debug)]
 pub struct CommandTable {
     top: Vec<&'static Entry>,
+    top_index: Arc<NameIndex>,
     subs: Vec<&'static Entry>,
     pub(crate) learned_top: Vec<Learned>,
     pub(crate) learned_subs: Vec<Learned>,
@@ -155,8 +160,10 @@ impl CommandTable {
             BUILTIN.iter().partition(|e| e.name.contains('|'));
         top.sort_unstable_by_key(|e| e.name.as_bytes());
         subs.sort_unstable_by_key(|e| e.name.as_bytes());
+        let top_index = Arc::new(NameIndex::new(top.iter().map(|e| e.name.as_bytes())));
         CommandTable {
             top,
+            top_index,
             subs,
             learned_top: Vec::new(),
             learned_subs: Vec::new(),
@@ -173,12 +180,11 @@ impl CommandTable {
         self.find_top_id(name).map(|(spec, _)| spec)
     }
 
-    /// [`find_top`](Self::find_top) with the entry's id; the binary search finds both at once.
+    /// [`find_top`](Self::find_top) with the entry's id: its place in the sorted index.
     pub(crate) fn find_top_id(&self, name: &[u8]) -> Option<(&Spec, CommandId)> {
         let builtin = self
-            .top
-            .binary_search_by(|e| cmp_name(e.name.as_bytes(), name, None))
-            .ok()
+            .top_index
+            .find(&self.top, |e| e.name.as_bytes(), name)
             .map(|i| (&self.top[i].spec, CommandId(i as u16)));
         builtin.or_else(|| {
             self.learned_top

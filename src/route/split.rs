@@ -13,6 +13,9 @@ pub struct CrossSlot;
 
 /// The slot every key of `keys` (positions in `args`) hashes to; `None` for a request without keys.
 pub fn one_slot(args: &[Bytes], keys: Keys) -> Result<Option<Slot>, CrossSlot> {
+    if let Some(only) = keys.only() {
+        return Ok(Some(Slot::for_key(&args[only])));
+    }
     let mut slots = keys.iter().map(|i| Slot::for_key(&args[i]));
     let Some(slot) = slots.next() else {
         return Ok(None);
