@@ -125,11 +125,12 @@ impl Default for Spans {
     }
 }
 
-/// A latency histogram with one writer. The count is kept by the owner (a request is counted as
-/// ok or error anyway), so an observation costs two stores: its bucket and the sum.
+/// A latency histogram with one writer. Every observation lands in exactly one bucket (the last
+/// one past [`LATENCY_BOUNDS`]), so the buckets' total is the count and an observation costs two
+/// stores: its bucket and the sum.
 #[derive(Debug, Default)]
 pub struct Latency {
-    buckets: [Owned; LATENCY_BOUNDS.len()],
+    buckets: [Owned; LATENCY_BOUNDS.len() + 1],
     sum_ns: Owned,
 }
 
@@ -150,16 +151,23 @@ impl Latency {
         self.sum_ns.add(span.ns);
     }
 
-    /// Adds this histogram's buckets and sum to `into`.
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(Owned::get).sum()
+    }
+
+    /// Adds this histogram's buckets, sum and count to `into`.
     pub fn add_to(&self, into: &mut LatencySum) {
         for (total, b) in into.buckets.iter_mut().zip(&self.buckets) {
             *total += b.get();
         }
         into.sum_ns += self.sum_ns.get();
+        into.count += self.count();
     }
 }
 
-/// Several owners' [`Latency`] added up at scrape time, with their count.
+/// Several owners' [`Latency`] added up at scrape time, with their count (which includes what
+/// fell past the last bound).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LatencySum {
     pub buckets: [u64; LATENCY_BOUNDS.len()],
@@ -169,8 +177,8 @@ pub struct LatencySum {
 
 impl LatencySum {
     /// The Prometheus histogram: cumulative buckets, the sum in seconds. The count is raised to
-    /// the buckets' total if an update landed between the reads, so the histogram stays valid
-    /// (no bucket above `+Inf`).
+    /// the buckets' total should it ever be less, so the histogram stays valid (no bucket above
+    /// `+Inf`).
     pub fn to_proto(&self) -> proto::Histogram {
         let mut h = proto::Histogram::default();
         let mut cumulative = 0;
@@ -279,7 +287,7 @@ mod tests {
         let mut sum = LatencySum::default();
         a.add_to(&mut sum);
         b.add_to(&mut sum);
-        sum.count = 3;
+        assert_eq!(sum.count, 3, "60 s past the last bound is counted too");
         let h = sum.to_proto();
         let cumulative: Vec<u64> = h
             .get_bucket()
@@ -295,11 +303,12 @@ mod tests {
     }
 
     #[test]
-    fn a_count_read_before_its_bucket_is_raised_to_the_buckets() {
+    fn a_count_below_the_buckets_is_raised_to_them() {
         let a = Latency::default();
         a.observe(1);
         let mut sum = LatencySum::default();
         a.add_to(&mut sum);
+        sum.count = 0;
         assert_eq!(sum.to_proto().get_sample_count(), 1);
     }
 

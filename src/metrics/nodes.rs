@@ -54,8 +54,8 @@ struct ConnCells {
     inflight: Owned,
     sent: Owned,
     received: Owned,
+    /// Round trips of the requests whose reply counts as the node's latency.
     latency: Latency,
-    replies: Owned,
 }
 
 /// What a closed connection had counted, kept for its node's totals.
@@ -141,7 +141,6 @@ impl NodeMetrics {
             sent += c.sent.get();
             received += c.received.get();
             c.latency.add_to(&mut latency);
-            latency.count += c.replies.get();
         }
         drop(conns);
         let labels = [("node", node)];
@@ -197,7 +196,6 @@ impl ConnMetrics {
         self.cells.inflight.sub(1);
         if let Some(span) = round_trip {
             self.cells.latency.observe_span(span);
-            self.cells.replies.add(1);
         }
     }
 
@@ -223,7 +221,6 @@ impl Drop for ConnMetrics {
         retired.sent += self.cells.sent.get();
         retired.received += self.cells.received.get();
         self.cells.latency.add_to(&mut retired.latency);
-        retired.latency.count += self.cells.replies.get();
     }
 }
 

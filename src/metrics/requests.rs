@@ -31,13 +31,22 @@ fn depth_bucket(depth: usize) -> usize {
     }
 }
 
-/// Aligned to a cache line, so one command's cells start a line of their own.
+/// Aligned to a cache line, so one command's cells start a line of their own. The latency
+/// histogram counts every answer; the ok ones are those that are not errors.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 struct CommandCells {
-    ok: Owned,
     error: Owned,
     latency: Latency,
+}
+
+impl CommandCells {
+    /// Answers so far, ok and errors. The error count is read first: its writer raises it
+    /// before the histogram, so ok (the difference) never comes out too high.
+    fn counts(&self) -> (u64, u64) {
+        let error = self.error.get();
+        (self.latency.count().saturating_sub(error), error)
+    }
 }
 
 /// One worker's request counts. Written only by the sessions of that worker, which all run on
@@ -48,11 +57,11 @@ struct CommandCells {
 #[repr(align(128))]
 pub struct WorkerRequests {
     commands: Box<[CommandCells]>,
-    /// Requests read (and protocol errors answered in their place).
-    read: Owned,
     /// Requests read whose client left before their reply was written.
     dropped: Owned,
-    depth: [Owned; DEPTH_BOUNDS.len()],
+    /// Requests read (and protocol errors answered in their place) by the depth they found,
+    /// the last past every bound: their total is the number read.
+    depth: [Owned; DEPTH_BOUNDS.len() + 1],
     depth_sum: Owned,
 }
 
@@ -62,7 +71,6 @@ impl WorkerRequests {
             commands: (0..CommandId::COUNT)
                 .map(|_| CommandCells::default())
                 .collect(),
-            read: Owned::default(),
             dropped: Owned::default(),
             depth: Default::default(),
             depth_sum: Owned::default(),
@@ -71,7 +79,6 @@ impl WorkerRequests {
 
     /// A client sent one more request while `in_flight` of its earlier ones were unanswered.
     pub fn read(&self, in_flight: usize) {
-        self.read.add(1);
         if let Some(bucket) = self.depth.get(depth_bucket(in_flight)) {
             bucket.add(1);
         }
@@ -82,9 +89,8 @@ impl WorkerRequests {
     #[inline]
     pub fn answered(&self, command: CommandId, error: bool, took: Span) {
         let cells = &self.commands[command.index()];
-        match error {
-            true => cells.error.add(1),
-            false => cells.ok.add(1),
+        if error {
+            cells.error.add(1);
         }
         cells.latency.observe_span(took);
     }
@@ -143,7 +149,7 @@ impl Requests {
         workers
             .iter()
             .flat_map(|w| w.commands.iter())
-            .map(|c| c.ok.get() + c.error.get())
+            .map(|c| c.latency.count())
             .sum()
     }
 
@@ -153,11 +159,11 @@ impl Requests {
         workers
             .iter()
             .map(|w| {
-                let c = &w.commands[command.index()];
+                let (ok, errors) = w.commands[command.index()].counts();
                 if error {
-                    c.error.get()
+                    errors
                 } else {
-                    c.ok.get()
+                    ok
                 }
             })
             .sum()
@@ -176,15 +182,18 @@ impl Requests {
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         for w in workers.iter() {
             for (i, c) in w.commands.iter().enumerate() {
-                t.ok[i] += c.ok.get();
-                t.error[i] += c.error.get();
+                let error = c.error.get();
+                let answered = t.latency[i].count;
                 c.latency.add_to(&mut t.latency[i]);
+                let answered = t.latency[i].count - answered;
+                t.ok[i] += answered.saturating_sub(error);
+                t.error[i] += error;
             }
-            t.read += w.read.get();
             t.dropped += w.dropped.get();
             for (total, b) in t.depth.iter_mut().zip(&w.depth) {
                 *total += b.get();
             }
+            t.read += w.depth.iter().map(Owned::get).sum::<u64>();
             t.depth_sum += w.depth_sum.get();
         }
         t
@@ -230,11 +239,9 @@ impl Collector for Requests {
                 &[("command", command), ("result", "error")],
                 error,
             ));
-            let mut latency = t.latency[i].clone();
-            latency.count = ok + error;
             duration
                 .mut_metric()
-                .push(cells::histogram(&[("command", command)], &latency));
+                .push(cells::histogram(&[("command", command)], &t.latency[i]));
         }
         let mut inflight = cells::family(INFLIGHT, INFLIGHT_HELP, MetricType::GAUGE);
         // The workers are read one after another: a request answered meanwhile could make the
