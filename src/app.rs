@@ -154,7 +154,8 @@ impl Live {
         // (the refresher's connect timeout, say).
         let next = reload::in_force(&self.running, &loaded);
         let c = &next;
-        self.frontend.reconfigure(client_settings(c), c.max_clients);
+        self.frontend
+            .reconfigure(client_settings(c), c.max_clients, slowlog_settings(c));
         if changes
             .applied
             .iter()
@@ -363,10 +364,14 @@ fn session_settings(
         limits: limits(config),
         subscriber,
         port,
-        slowlog: SlowlogSettings {
-            slower_than: config.slowlog.slower_than(),
-            max_len: config.slowlog.max_len,
-        },
+        slowlog: slowlog_settings(config),
+    }
+}
+
+fn slowlog_settings(config: &Config) -> SlowlogSettings {
+    SlowlogSettings {
+        slower_than: config.slowlog.slower_than(),
+        max_len: config.slowlog.max_len,
     }
 }
 

@@ -5,7 +5,7 @@
 //! A key is applied at once only where a new value is read per use and nothing already running
 //! depends on the old one: the client limit and client settings (for clients that connect from
 //! then on), the seeds and refresh intervals (read before every refresh), the probes' rules, the
-//! drain timeout and the log filter. Keys that shape what exists (sockets, threads, the backend
+//! drain timeout, the slow log's threshold and length, and the log filter. Keys that shape what exists (sockets, threads, the backend
 //! connections and what they were opened with, parser limits, the script cache) keep their value
 //! until a restart, and a reload names them.
 
@@ -63,9 +63,8 @@ const KEYS: &[(&str, Takes)] = &[
     ("protocol.max_frame_len", Restart),
     ("scripts.cache_max_scripts", Restart),
     ("scripts.cache_max_bytes", Restart),
-    // The log is made once, with its length and threshold, when the frontend starts.
-    ("slowlog.log_slower_than_us", Restart),
-    ("slowlog.max_len", Restart),
+    ("slowlog.log_slower_than_us", Reload),
+    ("slowlog.max_len", Reload),
     ("log.level", Reload),
     // The subscriber's output layer is built once.
     ("log.format", Restart),

@@ -170,15 +170,15 @@ fn check_config_says_ok_or_why_not() {
 fn sighup_applies_what_it_can_names_what_needs_a_restart_and_ignores_a_bad_file() {
     let dir = TempDir::new("hup");
     let (listen, metrics) = (free_port(), free_port());
-    let file = |max_clients: &str, level: &str, metrics_port: u16| {
+    let file = |max_clients: &str, level: &str, metrics_port: u16, slower_than_us: i64| {
         format!(
             "seeds: [\"127.0.0.1:{}\"]\nlisten: 127.0.0.1:{listen}\n\
              metrics_listen: 127.0.0.1:{metrics_port}\nmax_clients: {max_clients}\n\
-             log: {{level: {level}}}\n",
+             log: {{level: {level}}}\nslowlog: {{log_slower_than_us: {slower_than_us}}}\n",
             free_port()
         )
     };
-    let config = dir.file("slotgate.yaml", &file("1", "warn", metrics));
+    let config = dir.file("slotgate.yaml", &file("1", "warn", metrics, -1));
     let proxy = Running::start(slotgate().arg("--config").arg(&config));
     wait_for_http(metrics);
     // One client is all max_clients lets in.
@@ -193,18 +193,25 @@ fn sighup_applies_what_it_can_names_what_needs_a_restart_and_ignores_a_bad_file(
         "info lines at warn: {}",
         proxy.output()
     );
+    assert_eq!(ask(&mut first, "SLOWLOG LEN"), ":0\r\n", "the slow log is off");
 
-    // A new limit and level apply; a new metrics address needs a restart and is named.
-    std::fs::write(&config, file("2", "info", free_port())).unwrap();
+    // A new limit, level and slow-log threshold apply, the last to a client already connected;
+    // a new metrics address needs a restart and is named.
+    std::fs::write(&config, file("2", "info", free_port(), 0)).unwrap();
     proxy.signal("-HUP");
     proxy.wait_for_line(|l| l.contains("config reloaded") && l.contains("max_clients"));
     proxy.wait_for_line(|l| l.contains("need a restart") && l.contains("metrics_listen"));
     let mut second = connect(listen);
     assert_eq!(ask(&mut second, "PING"), "+PONG\r\n");
     assert_eq!(http_status(metrics, "/livez"), Some(200), "metrics moved");
+    first.write_all(b"ECHO slow\r\n").unwrap();
+    assert_eq!(read_resp(&mut first), "$4\r\nslow\r\n");
+    first.write_all(b"SLOWLOG GET\r\n").unwrap();
+    let logged = read_resp(&mut first);
+    assert!(logged.contains("$4\r\nECHO\r\n$4\r\nslow\r\n"), "{logged}");
 
     // A file that does not validate changes nothing: the limit stays 2.
-    std::fs::write(&config, file("0", "debug", metrics)).unwrap();
+    std::fs::write(&config, file("0", "debug", metrics, 0)).unwrap();
     proxy.signal("-HUP");
     proxy.wait_for_line(|l| l.contains("config reload failed") && l.contains("max_clients"));
     assert_eq!(
@@ -386,6 +393,21 @@ fn connect(port: u16) -> TcpStream {
 fn ask(s: &mut TcpStream, command: &str) -> String {
     s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
     read_reply(s)
+}
+
+/// Reads one whole RESP2 reply, nested arrays and bulk strings included.
+fn read_resp(s: &mut TcpStream) -> String {
+    let line = read_reply(s);
+    let n: i64 = line[1..line.len() - 2].parse().unwrap_or(-1);
+    match line.as_bytes()[0] {
+        b'$' if n >= 0 => {
+            let mut body = vec![0u8; n as usize + 2];
+            s.read_exact(&mut body).unwrap();
+            line + &String::from_utf8_lossy(&body)
+        }
+        b'*' if n >= 0 => (0..n).fold(line, |all, _| all + &read_resp(s)),
+        _ => line,
+    }
 }
 
 /// Reads until the reply's first line is complete; the replies read here are one line long.

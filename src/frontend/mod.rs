@@ -41,7 +41,7 @@ pub struct SessionSettings {
     pub subscriber: Arc<BackendSettings>,
     /// Reported by INFO.
     pub port: u16,
-    /// Which requests SLOWLOG keeps, and how many.
+    /// Which requests SLOWLOG keeps, and how many, at start-up (see [`Frontend::reconfigure`]).
     pub slowlog: SlowlogSettings,
 }
 
@@ -181,10 +181,17 @@ impl Frontend {
     }
 
     /// Applies reloaded client settings, for every worker, to the clients that connect from now
-    /// on, and the client limit to the next client accepted.
-    pub fn reconfigure(&self, client: ClientSettings, max_clients: usize) {
+    /// on, the client limit to the next client accepted, and the slow log's settings to the
+    /// next replies written.
+    pub fn reconfigure(
+        &self,
+        client: ClientSettings,
+        max_clients: usize,
+        slowlog: SlowlogSettings,
+    ) {
         self.totals.client.store(Arc::new(client));
         self.totals.admission.set_limit(max_clients);
+        self.totals.slowlog.configure(slowlog);
     }
 
     /// The client limit and the clients connected, shared by every worker.

@@ -85,7 +85,6 @@ pub async fn run(stream: TcpStream, fe: Arc<Frontend>) {
         txn: None,
         subs: None,
         read_at: Instant::now(),
-        slow_ns: fe.settings.slowlog.threshold_ns(),
         peer: peer_addr,
         spans: Spans::new(),
     };
@@ -320,8 +319,6 @@ struct Session {
     affinity: usize,
     /// When the socket read that completed the latest request happened.
     read_at: Instant,
-    /// A request at least this many nanoseconds slow goes into SLOWLOG (`u64::MAX`: none).
-    slow_ns: u64,
     /// The client's address, for SLOWLOG.
     peer: Option<SocketAddr>,
     /// The last request time measured: a batch's replies mostly share it.
@@ -337,11 +334,13 @@ impl Session {
         wr: &mut OwnedWriteHalf,
         out: &mut BytesMut,
     ) -> std::io::Result<()> {
-        // One clock read per batch: every reply in it is queued to be written now.
+        // One clock read per batch: every reply in it is queued to be written now. The slow log's
+        // threshold is read here too, so that a reload reaches every client.
         let mut now = Instant::now();
+        let slow_ns = self.fe.totals.slowlog.threshold_ns();
         let mut next = Some(first);
         while let Some(popped) = next {
-            self.count(&popped, now);
+            self.count(&popped, now, slow_ns);
             if !self.silent.is_empty() && self.silent.front() == Some(&self.inflight.last_popped())
             {
                 self.silent.pop_front();
@@ -563,11 +562,11 @@ impl Session {
     /// Counts a reply about to be written at `now`, in this worker's own cells (plain stores,
     /// no lock), and puts its request in SLOWLOG if it was slow: one comparison for the others.
     #[inline]
-    fn count(&mut self, popped: &Popped, now: Instant) {
+    fn count(&mut self, popped: &Popped, now: Instant, slow_ns: u64) {
         let took = self.spans.measure(popped.stamp.read_at, now);
         let error = popped.reply.error().is_some();
         self.fe.requests.answered(popped.stamp.command, error, took);
-        if took.ns >= self.slow_ns {
+        if took.ns >= slow_ns {
             self.slow(popped, Duration::from_nanos(took.ns));
         }
     }

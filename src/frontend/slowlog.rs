@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,10 +54,13 @@ struct Entry {
     name: Bytes,
 }
 
-/// The slow log shared by every worker, as one Redis server has one.
+/// The slow log shared by every worker, as one Redis server has one. Its threshold and length
+/// are read on every use, so a reload changes them at once.
 #[derive(Debug)]
 pub struct Slowlog {
-    settings: SlowlogSettings,
+    /// [`SlowlogSettings::threshold_ns`].
+    threshold_ns: AtomicU64,
+    max_len: AtomicUsize,
     /// Ids are never reused, also across `SLOWLOG RESET` (as Redis).
     next_id: AtomicU64,
     entries: Mutex<VecDeque<Entry>>,
@@ -66,10 +69,28 @@ pub struct Slowlog {
 impl Slowlog {
     pub fn new(settings: SlowlogSettings) -> Slowlog {
         Slowlog {
-            settings,
+            threshold_ns: AtomicU64::new(settings.threshold_ns()),
+            max_len: AtomicUsize::new(settings.max_len),
             next_id: AtomicU64::new(0),
             entries: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Requests at least this many nanoseconds slow are logged (`u64::MAX`: none). Sessions
+    /// read it once per batch of replies they write.
+    pub fn threshold_ns(&self) -> u64 {
+        self.threshold_ns.load(Ordering::Relaxed)
+    }
+
+    /// Takes a reloaded threshold and length; a shorter length drops the oldest entries now.
+    pub fn configure(&self, settings: SlowlogSettings) {
+        self.threshold_ns
+            .store(settings.threshold_ns(), Ordering::Relaxed);
+        self.max_len.store(settings.max_len, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .truncate(settings.max_len);
     }
 
     /// Logs a request that took `took` (already compared with the threshold by the caller).
@@ -81,7 +102,8 @@ impl Slowlog {
         addr: Option<SocketAddr>,
         name: Option<&Bytes>,
     ) {
-        if self.settings.max_len == 0 {
+        let max_len = self.max_len.load(Ordering::Relaxed);
+        if max_len == 0 {
             return;
         }
         let entry = Entry {
@@ -96,7 +118,7 @@ impl Slowlog {
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.push_front(entry);
-        entries.truncate(self.settings.max_len);
+        entries.truncate(max_len);
     }
 
     pub fn len(&self) -> usize {
