@@ -193,7 +193,11 @@ fn sighup_applies_what_it_can_names_what_needs_a_restart_and_ignores_a_bad_file(
         "info lines at warn: {}",
         proxy.output()
     );
-    assert_eq!(ask(&mut first, "SLOWLOG LEN"), ":0\r\n", "the slow log is off");
+    assert_eq!(
+        ask(&mut first, "SLOWLOG LEN"),
+        ":0\r\n",
+        "the slow log is off"
+    );
 
     // A new limit, level and slow-log threshold apply, the last to a client already connected;
     // a new metrics address needs a restart and is named.

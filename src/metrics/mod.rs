@@ -19,6 +19,8 @@
 mod cells;
 pub mod http;
 pub mod nodes;
+#[cfg(target_os = "linux")]
+mod process;
 pub mod requests;
 pub mod slot_map;
 mod totals;
@@ -206,9 +208,7 @@ impl Metrics {
         // CPU, memory and file descriptors of the process, as every Prometheus client exports.
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            .register(Box::new(process::Process::for_self()))
             .expect("unique metric names");
         let requests = Arc::new(Requests::new());
         let nodes = Arc::new(nodes::Nodes::new());
