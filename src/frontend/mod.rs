@@ -119,6 +119,9 @@ struct Totals {
     client: ArcSwap<ClientSettings>,
     /// SLOWLOG's entries, one log for the whole proxy as a server has one.
     slowlog: Arc<slowlog::Slowlog>,
+    /// Clients cut off at an output limit, logged once per limit and interval: a fleet of stuck
+    /// consumers would otherwise write a line each.
+    cut_offs: crate::logging::Throttle<&'static str>,
 }
 
 impl Frontend {
@@ -140,6 +143,7 @@ impl Frontend {
             admission: Admission::new(settings.max_clients),
             client: ArcSwap::from_pointee(settings.client.clone()),
             slowlog: Arc::new(slowlog::Slowlog::new(settings.slowlog)),
+            cut_offs: crate::logging::Throttle::default(),
         });
         Frontend {
             hub,

@@ -465,12 +465,15 @@ impl Session {
             return;
         }
         let budget = self.inflight.budget();
-        tracing::warn!(
-            client = self.client.id,
-            limit = breach.label(),
-            bytes = budget.total(),
-            "client does not read its replies; disconnected at its output buffer limit"
-        );
+        if let Some(held) = self.fe.totals.cut_offs.admit(&breach.label()) {
+            tracing::warn!(
+                client = self.client.id,
+                limit = breach.label(),
+                bytes = budget.total(),
+                held,
+                "client does not read its replies; disconnected at its output buffer limit"
+            );
+        }
         self.fe.metrics.output_limit_disconnects(breach.label());
     }
 
