@@ -50,7 +50,8 @@ struct Entry {
     unix_secs: u64,
     micros: u64,
     args: Vec<Bytes>,
-    addr: String,
+    /// Formatted when shown: a slow request must not also pay for that.
+    addr: Option<SocketAddr>,
     name: Bytes,
 }
 
@@ -113,7 +114,7 @@ impl Slowlog {
                 .map_or(0, |d| d.as_secs()),
             micros: took.as_micros().min(u128::from(u64::MAX)) as u64,
             args: kept_args(args),
-            addr: addr.map(|a| a.to_string()).unwrap_or_default(),
+            addr,
             name: name.cloned().unwrap_or_default(),
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,7 +166,9 @@ impl Slowlog {
                     int(e.unix_secs),
                     int(e.micros),
                     Frame::Array(e.args.iter().cloned().map(Frame::Bulk).collect()),
-                    Frame::Bulk(Bytes::from(e.addr.clone())),
+                    Frame::Bulk(Bytes::from(
+                        e.addr.map(|a| a.to_string()).unwrap_or_default(),
+                    )),
                     Frame::Bulk(e.name.clone()),
                 ])
             })
