@@ -25,6 +25,15 @@ fn free_port() -> u16 {
 }
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The whole response, headers and body.
+fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -34,7 +43,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     .ok()?;
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
-    text.split_whitespace().nth(1)?.parse().ok()
+    Some(text)
 }
 
 #[test]
@@ -245,8 +254,11 @@ fn sigterm_drains_requests_in_flight_refuses_new_clients_and_exits_0() {
     assert_eq!(ask(&mut idle, "PING"), "+PONG\r\n");
     let mut blocked = connect(listen);
     blocked.write_all(b"BLPOP drain:empty 2\r\n").unwrap();
-    // The BLPOP is in flight on its node before the signal.
-    std::thread::sleep(Duration::from_millis(300));
+    // The BLPOP is in flight, on a connection of its own, before the signal.
+    wait_for(Duration::from_secs(10), "the BLPOP sent", || {
+        http_get(metrics, "/metrics")
+            .is_some_and(|m| m.lines().any(|l| l == "slotgate_dedicated_connections 1"))
+    });
     let signalled = Instant::now();
     proxy.signal("-TERM");
 

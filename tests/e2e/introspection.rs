@@ -197,19 +197,26 @@ fn instantaneous_ops_per_sec_counts_slotgates_commands() {
 
 #[test]
 fn blocked_clients_counts_a_client_in_blpop() {
-    let mut blocker = env().proxy.client();
+    // A proxy of its own: on the shared one, other tests' blocked clients would count too.
+    let proxy = crate::transactions::own_proxy(|_| {});
+    let mut c = proxy.client();
+    let blocked =
+        |c: &mut redis::Connection| number(&info_text(c, &["INFO", "clients"]), "blocked_clients");
+    assert_eq!(blocked(&mut c), 0);
+    let mut blocker = proxy.client();
     let waiter = std::thread::spawn(move || q(&mut blocker, &["BLPOP", "intro:blocked", "20"]));
-    let mut c = env().proxy.client();
     let start = Instant::now();
-    while number(&info_text(&mut c, &["INFO", "clients"]), "blocked_clients") == 0 {
+    while blocked(&mut c) == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "blocked_clients stayed 0"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(blocked(&mut c), 1);
     q(&mut c, &["RPUSH", "intro:blocked", "x"]);
     assert!(matches!(waiter.join().unwrap(), Value::Array(_)));
+    assert_eq!(blocked(&mut c), 0, "unblocked");
 }
 
 #[test]

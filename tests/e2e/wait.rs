@@ -57,6 +57,26 @@ fn wait_for_more_replicas_than_there_are_gives_the_count_at_the_timeout() {
     assert!(took < Duration::from_millis(2000), "took {took:?}");
 }
 
+/// Returns once the node on `port` stops answering PING within 50 ms: the DEBUG SLEEP sent to it
+/// has begun, however late the thread that sent it ran.
+fn asleep(port: u16) {
+    let start = Instant::now();
+    loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        s.write_all(b"PING\r\n").unwrap();
+        let mut reply = [0u8; 7];
+        if std::io::Read::read(&mut s, &mut reply).is_err() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node {port} never slept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The replica of the key's master is asleep: the write is not on it, and WAIT does not count it.
 #[test]
 fn a_replica_that_has_not_got_the_write_is_not_counted() {
@@ -68,9 +88,9 @@ fn a_replica_that_has_not_got_the_write_is_not_counted() {
         .unwrap();
     let replica = cluster.replica_of(cluster.master_of_slot(slot));
     let sleeper = std::thread::spawn(move || {
-        env().cluster.cli(replica, &["DEBUG", "SLEEP", "0.5"]);
+        env().cluster.cli(replica, &["DEBUG", "SLEEP", "1"]);
     });
-    std::thread::sleep(Duration::from_millis(100));
+    asleep(replica);
     let mut c = env().proxy.client();
     q(&mut c, &["SET", "{wait3}k", "v"]);
     assert_eq!(q(&mut c, &["WAIT", "1", "100"]), Value::Int(0));
@@ -139,7 +159,7 @@ fn a_request_pipelined_after_wait_runs_after_it() {
     let mut c = env().proxy.client();
     let waiter = std::thread::spawn(move || {
         let mut pipe = redis::pipe();
-        pipe.cmd("WAIT").arg(2).arg(400);
+        pipe.cmd("WAIT").arg(2).arg(1500);
         pipe.cmd("SET").arg("{wait6}k").arg("after");
         pipe.query::<Vec<Value>>(&mut c).unwrap()
     });
