@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::budget::Budget;
+use crate::command::CommandId;
 use crate::protocol::Proto;
 
 /// How often the clock behind `idle=` moves; a listing's idle time is this coarse.
@@ -29,6 +30,9 @@ pub struct Registry {
     draining: AtomicBool,
 }
 
+/// [`ClientEntry`]'s `cmd` before the client's first command.
+const NO_COMMAND: u16 = u16::MAX;
+
 /// One client as listings show it.
 pub struct ClientEntry {
     pub id: u64,
@@ -40,6 +44,8 @@ pub struct ClientEntry {
     blocked: AtomicBool,
     /// Commands queued in MULTI, or -1 outside one.
     multi: AtomicI64,
+    /// The [`CommandId`] of its latest command (`cmd`), [`NO_COMMAND`] before the first.
+    cmd: AtomicU16,
     shown: Mutex<Shown>,
     /// Its replies not yet read (`omem`), and the way to end its session.
     budget: Arc<Budget>,
@@ -107,6 +113,7 @@ impl Registry {
             last_ms: AtomicU64::new(self.now_ms.load(Ordering::Relaxed)),
             blocked: AtomicBool::new(false),
             multi: AtomicI64::new(-1),
+            cmd: AtomicU16::new(NO_COMMAND),
             shown: Mutex::new(Shown::default()),
             budget,
         });
@@ -152,7 +159,7 @@ impl Registry {
         let _ = writeln!(
             line,
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} \
-             ssub={} multi={} omem={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             ssub={} multi={} omem={} cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             entry.id,
             entry.addr,
             entry.laddr,
@@ -166,6 +173,7 @@ impl Registry {
             shown.ssub,
             entry.multi.load(Ordering::Relaxed),
             entry.budget.total(),
+            entry.command(),
             shown.proto.version(),
             text(&shown.lib_name),
             text(&shown.lib_ver),
@@ -181,6 +189,14 @@ impl ClientEntry {
 
     pub fn laddr(&self) -> &str {
         &self.laddr
+    }
+
+    /// Its latest command as Redis names it in `cmd=` (`client|list`), `NULL` before the first.
+    fn command(&self) -> &'static str {
+        match self.cmd.load(Ordering::Relaxed) {
+            NO_COMMAND => "NULL",
+            id => CommandId::from_index(usize::from(id)).label(),
+        }
     }
 
     /// Subscribed to anything: Redis counts it as a `pubsub` client.
@@ -242,6 +258,16 @@ impl Listed {
         change(&mut self.entry.shown());
     }
 
+    /// The client sent `command`. One the table does not name (learned from the cluster) is not
+    /// shown: `cmd` keeps the one before, as it is only a label for ops to read.
+    pub fn set_command(&self, command: CommandId) {
+        if command != CommandId::OTHER {
+            self.entry
+                .cmd
+                .store(command.index() as u16, Ordering::Relaxed);
+        }
+    }
+
     pub fn set_blocked(&self, blocked: bool) {
         self.entry.blocked.store(blocked, Ordering::Relaxed);
     }
@@ -290,15 +316,33 @@ mod tests {
             s.sub = 2;
         });
         a.set_multi(Some(3));
+        let table = crate::command::CommandTable::builtin();
+        let command = |words: &[&str]| {
+            let args = words
+                .iter()
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect();
+            table
+                .classify(&crate::protocol::Request::from_args(args))
+                .command
+        };
+        a.set_command(command(&["CLIENT", "LIST"]));
         let line = registry.line(a.entry());
         assert!(
             line.starts_with(
-                "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:6380 fd=9 name=app age=0 idle=0 flags=Px db=0 sub=2 psub=0 ssub=0 multi=3 omem=0 user=default redir=-1 resp=3 "
+                "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:6380 fd=9 name=app age=0 idle=0 flags=Px db=0 sub=2 psub=0 ssub=0 multi=3 omem=0 cmd=client|list user=default redir=-1 resp=3 "
             ),
             "{line}"
         );
         assert!(line.ends_with('\n'));
         assert!(registry.line(b.entry()).contains(" flags=N "));
+        assert!(registry.line(b.entry()).contains(" cmd=NULL "));
+        b.set_command(command(&["get", "k"]));
+        b.set_command(command(&["NOSUCHCOMMAND"]));
+        assert!(
+            registry.line(b.entry()).contains(" cmd=get "),
+            "unknown keeps the last"
+        );
         let ids = |r: &Registry| r.select(|_| true).iter().map(|c| c.id).collect::<Vec<_>>();
         assert_eq!(ids(&registry), [7, 8]);
         drop(a);

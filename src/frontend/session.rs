@@ -635,6 +635,7 @@ impl Session {
         }
         let plan = self.fe.router.classify(&req);
         self.stamp(plan.command, read_at);
+        self.listed.set_command(plan.command);
         if let Some(txn) = self.txn.as_mut().filter(|t| t.in_multi()) {
             if !runs_now_in_multi(plan.action) {
                 let reply = txn.queue(req, plan);
