@@ -13,21 +13,34 @@ use bytes::{BufMut, BytesMut};
 pub fn encode_command<'a>(args: impl IntoIterator<Item = &'a [u8]>, dst: &mut BytesMut) {
     let args = args.into_iter();
     match args.size_hint() {
-        (low, Some(high)) if low == high => {
-            put_header(dst, b'*', low);
-            let mut written = 0;
-            for arg in args {
-                put_bulk(dst, arg);
-                written += 1;
-            }
-            assert_eq!(written, low, "iterator lied about its length");
-        }
+        (low, Some(high)) if low == high => encode_command_of(low, args, dst),
         _ => {
             let args: Vec<&[u8]> = args.collect();
-            put_header(dst, b'*', args.len());
-            args.into_iter().for_each(|arg| put_bulk(dst, arg));
+            encode_command_of(args.len(), args, dst);
         }
     }
+}
+
+/// [`encode_command`] for a caller that knows how many `args` there are: a key-splitting
+/// caller's flattened fields cannot tell, and would otherwise be collected into a vector first.
+///
+/// # Panics
+/// If `args` yields other than `len` items.
+pub fn encode_command_of<'a>(
+    len: usize,
+    args: impl IntoIterator<Item = &'a [u8]>,
+    dst: &mut BytesMut,
+) {
+    put_header(dst, b'*', len);
+    let mut written = 0;
+    for arg in args {
+        put_bulk(dst, arg);
+        written += 1;
+    }
+    assert_eq!(
+        written, len,
+        "the command has {written} arguments, not {len}"
+    );
 }
 
 /// Bytes `encode_command` will write, so callers can reserve once.
@@ -146,6 +159,24 @@ mod tests {
         let odd = keys.iter().copied().filter(|k| k != b"b");
         encode_command(std::iter::once(b"MGET".as_slice()).chain(odd), &mut dst);
         assert_eq!(&dst[..], b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nc\r\n");
+    }
+
+    #[test]
+    fn a_told_length_is_written_and_checked() {
+        let fields = [[b"k1".as_slice(), b"v1"], [b"k2", b"v2"]];
+        let mut dst = BytesMut::new();
+        let flat = fields.iter().flatten().copied();
+        encode_command_of(
+            5,
+            std::iter::once(b"MSET".as_slice()).chain(flat.clone()),
+            &mut dst,
+        );
+        assert_eq!(
+            &dst[..],
+            b"*5\r\n$4\r\nMSET\r\n$2\r\nk1\r\n$2\r\nv1\r\n$2\r\nk2\r\n$2\r\nv2\r\n"
+        );
+        let short = std::panic::catch_unwind(|| encode_command_of(6, flat, &mut BytesMut::new()));
+        assert!(short.is_err(), "a wrong count must never reach the wire");
     }
 
     #[test]

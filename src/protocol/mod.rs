@@ -16,7 +16,7 @@ mod scan;
 #[cfg(test)]
 mod proptests;
 
-pub use encode::encode_command;
+pub use encode::{encode_command, encode_command_of};
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;

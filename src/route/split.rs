@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cluster::Slot;
 use crate::command::{Keys, SplitKind};
-use crate::protocol::encode_command;
+use crate::protocol::encode_command_of;
 
 /// Keys of one request that hash to more than one slot, where the command needs them in one.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +70,8 @@ pub fn split(args: &[Bytes], kind: SplitKind) -> Split {
         let mut command = BytesMut::with_capacity(
             32 + fields.clone().map(|f| f.len() + 16).sum::<usize>() + name.len(),
         );
-        encode_command(
+        encode_command_of(
+            1 + positions.len() * stride,
             std::iter::once(name.as_ref()).chain(fields.map(|b| b.as_ref())),
             &mut command,
         );
