@@ -158,11 +158,15 @@ impl Latency {
 
     /// Adds this histogram's buckets, sum and count to `into`.
     pub fn add_to(&self, into: &mut LatencySum) {
-        for (total, b) in into.buckets.iter_mut().zip(&self.buckets) {
-            *total += b.get();
+        // Each cell read once, so the count is exactly the buckets read (the last one included).
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.get();
+            if let Some(total) = into.buckets.get_mut(i) {
+                *total += n;
+            }
+            into.count += n;
         }
         into.sum_ns += self.sum_ns.get();
-        into.count += self.count();
     }
 }
 
