@@ -550,6 +550,15 @@ impl ShutdownConfig {
 }
 
 impl Config {
+    /// The smallest config that validates: defaults plus one seed.
+    #[cfg(test)]
+    pub(crate) fn minimal() -> Config {
+        Config {
+            seeds: vec!["127.0.0.1:7000".to_owned()],
+            ..Config::default()
+        }
+    }
+
     /// Parses and validates: the only way the proxy should build a config from text.
     pub fn from_yaml_str(yaml: &str) -> Result<Self, ConfigError> {
         Self::parse_unvalidated(yaml, None)?.validate()
@@ -879,14 +888,6 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// The smallest config that validates: defaults plus one seed.
-    fn minimal() -> Config {
-        Config {
-            seeds: vec!["127.0.0.1:7000".to_owned()],
-            ..Config::default()
-        }
-    }
-
     /// Parses `yaml` with a valid seed prepended (unless it sets seeds itself) and returns the
     /// key the validation error names.
     fn rejected_key(yaml: &str) -> &'static str {
@@ -1021,7 +1022,7 @@ mod tests {
 
     #[test]
     fn defaults_with_a_seed_validate() {
-        assert_eq!(minimal().validate().unwrap(), minimal());
+        assert_eq!(Config::minimal().validate().unwrap(), Config::minimal());
     }
 
     #[test]
@@ -1061,7 +1062,7 @@ log: {level: "WARN,slotgate::route=debug, hyper=off"}
                     level: level.to_owned(),
                     ..LogConfig::default()
                 },
-                ..minimal()
+                ..Config::minimal()
             };
             assert!(config.validate().is_ok(), "{level}");
         }

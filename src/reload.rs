@@ -138,13 +138,6 @@ fn at_mut<'v>(value: &'v mut Value, key: &str) -> Option<&'v mut Value> {
 mod tests {
     use super::*;
 
-    fn minimal() -> Config {
-        Config {
-            seeds: vec!["127.0.0.1:7000".to_owned()],
-            ..Config::default()
-        }
-    }
-
     /// Every leaf of the config is in the table, and nothing else is.
     #[test]
     fn the_table_names_every_key() {
@@ -159,7 +152,7 @@ mod tests {
             }
         }
         let mut expected = Vec::new();
-        leaves(&as_value(&minimal()), "", &mut expected);
+        leaves(&as_value(&Config::minimal()), "", &mut expected);
         let mut listed: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
         expected.sort();
         listed.sort();
@@ -168,13 +161,13 @@ mod tests {
 
     #[test]
     fn no_change_is_empty() {
-        assert!(changes(&minimal(), &minimal()).is_empty());
+        assert!(changes(&Config::minimal(), &Config::minimal()).is_empty());
     }
 
     #[test]
     fn changes_are_sorted_by_when_they_apply() {
-        let old = minimal();
-        let mut new = minimal();
+        let old = Config::minimal();
+        let mut new = Config::minimal();
         new.max_clients = 5;
         new.client.max_pipeline = 7;
         new.seeds.push("10.0.0.1:7000".to_owned());
@@ -191,8 +184,8 @@ mod tests {
 
     #[test]
     fn what_needs_a_restart_keeps_its_running_value() {
-        let old = minimal();
-        let mut new = minimal();
+        let old = Config::minimal();
+        let mut new = Config::minimal();
         new.max_clients = 5;
         new.workers = 3;
         new.backend.read_from = crate::route::ReadFrom::Replica;
